@@ -1,0 +1,37 @@
+# Every target creates .venv on first use and installs the core and every plugin (editable).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PLUGINS := $(wildcard plugins/*/pyproject.toml)
+DATA   ?= ../shared/data/cifar10-jpeg.tar.gz
+
+.PHONY: install test demo bench chromium clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml $(PLUGINS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]' $(foreach p,$(PLUGINS),-e ./$(dir $(p)))
+	touch $(STAMP)
+
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+test: $(STAMP) chromium
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/xaikit plugins list
+	$(VENV)/bin/xaikit train ultimus --data $(DATA) --subset 5000 --epochs 3 --out runs/demo
+	$(VENV)/bin/xaikit evaluate runs/demo --data $(DATA)
+	$(VENV)/bin/xaikit explain runs/demo --data $(DATA) --images 8
+	$(VENV)/bin/xaikit report runs/demo --data $(DATA) --images 8
+
+bench: $(STAMP)
+	$(PY) -m pytest benchmarks -q --benchmark-json=benchmarks/results.json
+	$(PY) benchmarks/table.py benchmarks/results.json
+
+clean:
+	rm -rf $(VENV) runs .benchmarks

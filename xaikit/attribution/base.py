@@ -1,0 +1,173 @@
+"""The base class of every attribution method.
+
+A method is built once per model, ``method = Cls(model, layer=None)``, and called on batches,
+``maps = method(x, target=None)``. The base class owns what every method must get right:
+
+* targets: ``None`` (the predicted class), an ``int``, a list or a tensor of per-image classes;
+* layers: named as in ``model.named_modules()``; a wrong name lists the valid ones; with no
+  name, the model's default (``model.xaikit_target_layer``, set from the model spec) is used;
+* hooks: registered in ``with`` blocks and removed in ``finally``, also when the call raises;
+* state: the model is put in eval mode for the call and its train/eval flags are restored;
+* output: a float tensor ``[B, H, W]`` at input resolution on the model's device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, ClassVar, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from xaikit.errors import XaikitError
+
+TargetLike = int | Sequence[int] | Tensor | None
+
+
+def resolve_layer(model: nn.Module, name: str) -> nn.Module:
+    """Return the submodule called ``name`` in ``model.named_modules()``.
+
+    Raises:
+        XaikitError: if there is no such module; the message lists the valid names.
+    """
+    modules = dict(model.named_modules())
+    if name not in modules or name == "":
+        valid = ", ".join(n for n in modules if n)
+        raise XaikitError(f"no layer named {name!r} in {type(model).__name__}; valid layers: {valid}")
+    return modules[name]
+
+
+def default_layer_name(model: nn.Module) -> str:
+    """The model's default CAM layer: ``model.xaikit_target_layer``, else its last ``Conv2d``."""
+    name = getattr(model, "xaikit_target_layer", None)
+    if name:
+        return name
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise XaikitError(f"{type(model).__name__} has no Conv2d layer; pass --layer")
+    return convs[-1]
+
+
+def resolve_targets(target: TargetLike, logits_fn: Any, x: Tensor) -> Tensor:
+    """Per-image target classes as a ``long`` tensor ``[B]`` on ``x``'s device.
+
+    ``logits_fn(x)`` is only called (without gradients) when ``target`` is ``None``.
+    """
+    batch = x.shape[0]
+    if target is None:
+        with torch.no_grad():
+            return logits_fn(x).argmax(dim=1)
+    if isinstance(target, int):
+        return torch.full((batch,), target, dtype=torch.long, device=x.device)
+    t = torch.as_tensor(target, dtype=torch.long, device=x.device).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(batch).clone()
+    if t.numel() != batch:
+        raise XaikitError(f"got {t.numel()} targets for a batch of {batch} images")
+    return t
+
+
+class Attribution:
+    """Base class of attribution methods.
+
+    Subclasses set the class attributes and implement :meth:`attribute`.
+
+    Attributes:
+        name: Registry name (``"gradcam"``, ``"integrated-gradients"``...).
+        uses_layer: Whether the method explains an internal layer (CAM methods).
+        signed: Whether maps can be negative (``False``: non-negative maps).
+        scale: One line on the scale of the output (e.g. "ReLU'd, unnormalised").
+        batched: Whether a batch goes through the method in one pass.
+    """
+
+    name: ClassVar[str] = ""
+    uses_layer: ClassVar[bool] = False
+    signed: ClassVar[bool] = False
+    scale: ClassVar[str] = ""
+    batched: ClassVar[bool] = True
+
+    def __init__(self, model: nn.Module, layer: str | None = None) -> None:
+        self.model = model
+        self.layer_name: str | None = None
+        self.layer: nn.Module | None = None
+        if self.uses_layer:
+            self.layer_name = layer or default_layer_name(model)
+            self.layer = resolve_layer(model, self.layer_name)
+        elif layer is not None:
+            raise XaikitError(f"method {self.name!r} does not take a layer")
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.model.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    def __call__(self, x: Tensor, target: TargetLike = None) -> Tensor:
+        """Attribution maps ``[B, H, W]`` (float, input resolution, model's device)."""
+        if x.ndim != 4:
+            raise XaikitError(f"expected images [B, C, H, W], got shape {tuple(x.shape)}")
+        x = x.to(self.device, dtype=torch.float32)
+        modes = {m: m.training for m in self.model.modules()}
+        self.model.eval()
+        try:
+            targets = resolve_targets(target, self.model, x)
+            maps = self.attribute(x, targets)
+        finally:
+            for m, was_training in modes.items():
+                m.train(was_training)
+        maps = maps.detach().float()
+        if maps.ndim == 4:  # [B, C, h, w] -> sum over channels
+            maps = maps.sum(dim=1)
+        if maps.shape[-2:] != x.shape[-2:]:
+            maps = upsample(maps, x.shape[-2:])
+        return maps
+
+    def attribute(self, x: Tensor, target: Tensor) -> Tensor:
+        """Compute maps for ``x`` ``[B, C, H, W]`` and ``target`` ``[B]`` (model in eval mode).
+
+        Return ``[B, h, w]`` or ``[B, C, H, W]`` (channels are summed); the base class
+        upsamples to input resolution.
+        """
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def capture(self, retain_grad: bool = True) -> Iterator[dict[str, Tensor]]:
+        """Record the target layer's output (``"activation"``) while the block runs.
+
+        With ``retain_grad``, ``captured["activation"].grad`` holds its gradient after
+        ``backward()``. The hook is removed on exit, also on an exception.
+        """
+        if self.layer is None:
+            raise XaikitError(f"method {self.name!r} has no layer to capture")
+        captured: dict[str, Tensor] = {}
+
+        def hook(_module: nn.Module, _inputs: Any, output: Tensor) -> None:
+            if retain_grad and output.requires_grad:
+                output.retain_grad()
+            captured["activation"] = output
+
+        handle = self.layer.register_forward_hook(hook)
+        try:
+            yield captured
+        finally:
+            handle.remove()
+
+    def forward_with_layer(self, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One forward and backward pass: ``(activation, gradient, logits)``.
+
+        ``gradient`` is d(sum of target logits)/d(activation); each image's logit only depends
+        on its own activation in eval mode, so every image gets its own gradient.
+        """
+        with torch.enable_grad(), self.capture(retain_grad=False) as captured:
+            x = x.detach().requires_grad_(True)
+            logits = self.model(x)
+            score = logits.gather(1, target[:, None]).sum()
+            activation = captured["activation"]
+            (grad,) = torch.autograd.grad(score, activation)
+        return activation.detach(), grad.detach(), logits.detach()
+
+
+def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:
+    """Bilinear resize of ``[B, h, w]`` maps to ``size`` (``align_corners=False``)."""
+    return F.interpolate(maps[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]

@@ -1,0 +1,135 @@
+"""What plugins register: model specs, training recipes, dataset specs and the data bundle."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A default training recipe; `xaikit train MODEL` with no flags runs it.
+
+    Attributes:
+        epochs: Number of epochs.
+        batch_size: Images per optimizer step.
+        optimizer: ``"adam"`` (AdamW-style decoupled decay) or ``"sgd"`` (momentum).
+        max_lr: Peak learning rate of the one-cycle schedule.
+        pct_start: Fraction of all steps spent warming up to ``max_lr``.
+        weight_decay: Weight decay.
+        momentum: SGD momentum (ignored by Adam).
+        nesterov: Nesterov momentum for SGD.
+        label_smoothing: Label smoothing of the cross-entropy loss.
+        div_factor: ``initial_lr = max_lr / div_factor``.
+        final_div_factor: ``final_lr = initial_lr / final_div_factor``.
+        augment: Batch augmentations, a subset of ``("crop", "flip", "cutout")``.
+        crop_padding: Padding (pixels, reflect) of the random crop.
+        cutout: Side of the cutout square in pixels.
+    """
+
+    epochs: int = 24
+    batch_size: int = 512
+    optimizer: str = "adam"
+    max_lr: float = 1e-2
+    pct_start: float = 0.25
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    nesterov: bool = True
+    label_smoothing: float = 0.0
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+    augment: tuple[str, ...] = ("crop", "flip", "cutout")
+    crop_padding: int = 4
+    cutout: int = 8
+
+    def replace(self, **changes: Any) -> "Recipe":
+        """Return a copy with the given fields changed (``None`` values are ignored)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["augment"] = list(self.augment)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Recipe":
+        d = dict(d)
+        d["augment"] = tuple(d.get("augment", ()))
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model a plugin offers.
+
+    Attributes:
+        name: Registry name, e.g. ``"ultimus"``.
+        factory: ``factory(num_classes=..., **kwargs) -> nn.Module``.
+        target_layer: Default layer for CAM methods, named as in ``model.named_modules()``.
+        recipe: Default training recipe.
+        input_shape: ``(C, H, W)`` of one input image.
+        num_classes: Number of output classes of the default model.
+        description: One line for ``xaikit plugins list``.
+    """
+
+    name: str
+    factory: Callable[..., nn.Module]
+    target_layer: str
+    recipe: Recipe = field(default_factory=Recipe)
+    input_shape: tuple[int, int, int] = (3, 32, 32)
+    num_classes: int = 10
+    description: str = ""
+
+    def create(self, **kwargs: Any) -> nn.Module:
+        kwargs.setdefault("num_classes", self.num_classes)
+        model = self.factory(**kwargs)
+        model.xaikit_target_layer = self.target_layer  # default layer for CAM methods
+        return model
+
+
+@dataclass
+class DataBundle:
+    """A whole image-classification data set in memory.
+
+    Images are ``uint8`` tensors ``[N, C, H, W]``; labels are ``int64`` ``[N]``.
+    ``mean``/``std`` are per-channel statistics on the 0..1 scale used to normalise.
+    """
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str
+
+    def to(self, device: torch.device | str) -> "DataBundle":
+        return dataclasses.replace(
+            self,
+            train_images=self.train_images.to(device),
+            train_labels=self.train_labels.to(device),
+            test_images=self.test_images.to(device),
+            test_labels=self.test_labels.to(device),
+        )
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A data set a plugin offers.
+
+    Attributes:
+        name: Registry name, e.g. ``"cifar10"``.
+        load: ``load(path: str | None, cache_dir: pathlib.Path) -> DataBundle``. ``path`` is
+            the user's ``--data`` value (``None`` means the plugin's default source).
+        description: One line for ``xaikit plugins list``.
+    """
+
+    name: str
+    load: Callable[..., DataBundle]
+    description: str = ""
