@@ -1,0 +1,5 @@
+"""``python -m xaikit`` runs the command line."""
+
+from xaikit.cli import main
+
+main()
