@@ -1,0 +1,39 @@
+"""DeepLIFT (Shrikumar, Greenside and Kundaje, "Learning Important Features Through
+Propagating Activation Differences", ICML 2017), through Captum's ``DeepLift``."""
+
+from __future__ import annotations
+
+import torch
+from captum.attr import DeepLift as _CaptumDeepLift
+from torch import Tensor
+
+from xaikit.attribution.base import Attribution
+from xaikit_captum._captum_call import captum_call, relus_not_inplace
+
+
+class DeepLift(Attribution):
+    """DeepLIFT with the Rescale rule and a zero baseline (the mean image in normalised space).
+
+    Contributions C of each input to ``Delta f_c = f_c(x) - f_c(x')`` are propagated with
+    multipliers ``m = Delta y / Delta x`` through every nonlinearity module (chain rule for
+    multipliers), so ``sum_i C_i = f_c(x) - f_c(x')`` (summation-to-delta).
+
+    Limits of Captum's implementation: only nonlinearities that are *modules* (``nn.ReLU``,
+    ``nn.Sigmoid``, ``nn.Softmax``, ...) get the Rescale rule -- functional calls such as
+    ``F.relu`` are treated by their plain gradient; a module object used twice in one forward
+    pass (a shared ``nn.ReLU``) gives wrong multipliers; and in-place ReLUs overwrite what
+    the hooks saved, so this wrapper sets ``inplace=False`` for the call and restores it.
+
+    Output: ``[B, H, W]``, the channel sum of Captum's ``[B, C, H, W]``; **signed**, logit units.
+    """
+
+    name = "deeplift"
+    uses_layer = False
+    signed = True
+    scale = "signed, logit units; each map sums to about f_c(x) - f_c(0)"
+    batched = True
+
+    def attribute(self, x: Tensor, target: Tensor) -> Tensor:
+        explainer = _CaptumDeepLift(self.model, multiply_by_inputs=True)
+        with captum_call(self.model), relus_not_inplace(self.model):
+            return explainer.attribute(x, baselines=torch.zeros_like(x), target=target)
