@@ -52,19 +52,22 @@ def default_layer_name(model: nn.Module) -> str:
 def resolve_targets(target: TargetLike, logits_fn: Any, x: Tensor) -> Tensor:
     """Per-image target classes as a ``long`` tensor ``[B]`` on ``x``'s device.
 
-    ``logits_fn(x)`` is only called (without gradients) when ``target`` is ``None``.
+    ``logits_fn(x)`` is called once without gradients: for the predicted class when ``target``
+    is ``None``, else to check that every target is a valid class index.
     """
     batch = x.shape[0]
+    with torch.no_grad():
+        logits = logits_fn(x)
     if target is None:
-        with torch.no_grad():
-            return logits_fn(x).argmax(dim=1)
-    if isinstance(target, int):
-        return torch.full((batch,), target, dtype=torch.long, device=x.device)
+        return logits.argmax(dim=1)
     t = torch.as_tensor(target, dtype=torch.long, device=x.device).reshape(-1)
     if t.numel() == 1:
         t = t.expand(batch).clone()
     if t.numel() != batch:
         raise XaikitError(f"got {t.numel()} targets for a batch of {batch} images")
+    num_classes = logits.shape[1]
+    if bool(((t < 0) | (t >= num_classes)).any()):
+        raise XaikitError(f"target classes must be in 0..{num_classes - 1}, got {t.tolist()}")
     return t
 
 
