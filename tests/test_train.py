@@ -1,0 +1,245 @@
+"""Trainer, checkpoints, resume, divergence, LR range test and run loading, on synthetic data."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from xaikit.errors import DivergedError, RunError, XaikitError
+from xaikit.hookspecs import hookimpl
+from xaikit.specs import ModelSpec, Recipe
+from xaikit.train import (
+    TrainSettings, load_model, load_run, load_run_data, lr_range_test, resolve_device, resume,
+    suggest_lr, train,
+)
+from xaikit.train.env import write_json
+from xaikit.train.loop import build_optimizer
+
+TINY_RECIPE = Recipe(
+    epochs=2, batch_size=16, optimizer="sgd", max_lr=0.05, weight_decay=5e-4,
+    augment=("crop", "flip"), crop_padding=2,
+)
+
+
+class TinyNet(nn.Module):
+    """Conv-BN-ReLU, global average pool, linear: a few hundred parameters."""
+
+    def __init__(self, num_classes: int = 10, width: int = 6, nan_after: int | None = None) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.AdaptiveAvgPool2d(1)
+        )
+        self.fc = nn.Linear(width, num_classes)
+        self.nan_after = nan_after  # training forward passes before the output turns NaN
+        self.train_calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.fc(self.features(x).flatten(1))
+        if self.training and self.nan_after is not None:
+            self.train_calls += 1
+            if self.train_calls > self.nan_after:
+                out = out * float("nan")
+        return out
+
+
+class TinyModels:
+    @hookimpl
+    def register_models(self, register):
+        register(ModelSpec("tiny", TinyNet, "features.0", recipe=TINY_RECIPE))
+        register(ModelSpec("tiny-wide", lambda **kw: TinyNet(width=9, **kw), "features.0", recipe=TINY_RECIPE))
+
+
+@pytest.fixture
+def tiny(plugin_manager):
+    plugin_manager.register(TinyModels(), name="tiny-test-models")
+    return plugin_manager
+
+
+def settings(**changes) -> TrainSettings:
+    base = dict(model="tiny", dataset="synthetic", subset=40, device="cpu", seed=3)
+    base.update(changes)
+    return TrainSettings(**base)
+
+
+def test_run_folder_files(tiny, tmp_path):
+    folder = train(settings(tta=True), tmp_path / "run", show_progress=False)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model"] == "tiny" and config["dataset"] == "synthetic"
+    assert config["subset"] == 40 and config["seed"] == 3 and config["device"] == "cpu"
+    assert config["recipe"] == TINY_RECIPE.to_dict()
+    assert config["flags"]["tta"] is True and config["flags"]["bf16"] is False
+    assert len(config["classes"]) == 10
+    history = json.loads((folder / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    for record in history:
+        assert set(record) == {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr",
+                               "seconds", "test_acc_tta"}
+        assert 0 <= record["test_acc"] <= 1 and math.isfinite(record["train_loss"])
+    # one-cycle: the last LR is max_lr / (div_factor * final_div_factor)
+    assert history[-1]["lr"] == pytest.approx(0.05 / 25 / 1e4, rel=1e-6)
+    env = json.loads((folder / "env.json").read_text())
+    for key in ("python", "torch", "torchvision", "xaikit", "device_name", "seed", "git_revision",
+                "hostname", "start_time"):
+        assert key in env
+    checkpoint = torch.load(folder / "checkpoint.pt", weights_only=True)
+    assert checkpoint["epoch"] == 2 and checkpoint["model_name"] == "tiny"
+    assert {"model", "optimizer", "scheduler", "history", "rng"} <= set(checkpoint)
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_matches_uninterrupted_run(tiny, tmp_path):
+    full = train(settings(), tmp_path / "full", show_progress=False)
+
+    def kill_after_first_epoch(record):
+        if record["epoch"] == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(settings(), tmp_path / "killed", show_progress=False, on_epoch_end=kill_after_first_epoch)
+    assert len(json.loads((tmp_path / "killed" / "history.json").read_text())) == 1
+    resumed = resume(tmp_path / "killed", show_progress=False)
+
+    expected = json.loads((full / "history.json").read_text())
+    got = json.loads((resumed / "history.json").read_text())
+    assert len(got) == len(expected) == 2
+    for a, b in zip(expected, got):
+        for key in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), key
+    state_full = torch.load(full / "checkpoint.pt", weights_only=True)["model"]
+    state_resumed = torch.load(resumed / "checkpoint.pt", weights_only=True)["model"]
+    for name, tensor in state_full.items():
+        torch.testing.assert_close(state_resumed[name], tensor)
+    assert "resumes" in json.loads((resumed / "env.json").read_text())
+
+
+def test_divergence_stops_and_keeps_last_good_checkpoint(tiny, tmp_path):
+    # 40 images in batches of 16 -> 3 batches per epoch; the 4th forward pass (epoch 2, batch 1) is NaN.
+    s = settings(model_kwargs={"nan_after": 3})
+    with pytest.raises(DivergedError) as info:
+        train(s, tmp_path / "run", show_progress=False)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "epoch 2, batch 1" in message and "lr " in message and "--max-lr" in message
+    assert json.loads((tmp_path / "run" / "history.json").read_text())[-1]["epoch"] == 1
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+
+
+def test_out_folder_with_a_run_is_not_overwritten(tiny, tmp_path):
+    train(settings(epochs=1), tmp_path / "run", show_progress=False)
+    with pytest.raises(RunError, match="already holds a run"):
+        train(settings(epochs=1), tmp_path / "run", show_progress=False)
+    train(settings(epochs=1), tmp_path / "run", overwrite=True, show_progress=False)
+
+
+def test_max_lr_auto_uses_the_range_test_suggestion(tiny, tmp_path):
+    folder = train(settings(epochs=1, max_lr_auto=True, lr_find_steps=30), tmp_path / "run", show_progress=False)
+    config = json.loads((folder / "config.json").read_text())
+    curve = json.loads((folder / "lr_find.json").read_text())
+    assert config["recipe"]["max_lr"] == curve["suggested_lr"] == config["max_lr_suggestion"]["lr"]
+    assert (folder / "lr_find.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_lr_range_test_restores_model_and_optimizer(tiny):
+    from xaikit.data import load_data
+
+    data = load_data("synthetic")
+    model = TinyNet()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss = nn.functional.cross_entropy(model(data.train_images[:8].float() / 255), data.train_labels[:8])
+    loss.backward()
+    optimizer.step()  # the optimizer now has moment estimates to restore
+    model.eval()
+    before_model = {k: v.clone() for k, v in model.state_dict().items()}
+    before_opt = optimizer.state_dict()
+    before_opt_state = {k: {n: t.clone() if torch.is_tensor(t) else t for n, t in s.items()}
+                        for k, s in before_opt["state"].items()}
+    result = lr_range_test(
+        model, optimizer, nn.CrossEntropyLoss(), data.train_images, data.train_labels,
+        data.mean, data.std, batch_size=8, start_lr=1e-5, end_lr=1e4, steps=40,
+    )
+    for key, tensor in model.state_dict().items():
+        assert torch.equal(tensor, before_model[key]), key
+    after = optimizer.state_dict()
+    assert after["param_groups"] == before_opt["param_groups"]
+    for k, state in after["state"].items():
+        for name, value in state.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(before_opt_state[k][name]))
+    assert not model.training
+    assert result.lrs[0] == pytest.approx(1e-5)
+    ratios = [b / a for a, b in zip(result.lrs, result.lrs[1:])]
+    assert max(ratios) == pytest.approx(min(ratios))  # exponential sweep
+    assert result.stopped_early and len(result.lrs) < 40  # 1e4 blows any model up
+    assert result.lrs[0] <= result.suggested_lr <= result.lrs[-1]
+
+
+def test_suggest_lr_picks_a_point_inside_the_valley():
+    lrs = [10 ** (-6 + i * 0.1) for i in range(61)]  # 1e-6 .. 1
+    # flat, then falling from 1e-4 to 1e-2, then rising
+    losses = [2.3 if lr < 1e-4 else 2.3 - 0.5 * math.log10(lr / 1e-4) if lr < 1e-2 else 1.3 + 2 * math.log10(lr / 1e-2)
+              for lr in lrs]
+    lr = suggest_lr(lrs, losses)
+    assert 1e-4 < lr < 1e-2
+
+
+def test_load_run_errors(tiny, tmp_path):
+    with pytest.raises(RunError, match="not a run folder"):
+        load_run(tmp_path / "missing")
+    with pytest.raises(RunError, match="no config.json"):
+        load_run(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(RunError, match="cannot read"):
+        load_run(tmp_path)
+
+
+def test_load_model_and_data_of_a_run(tiny, tmp_path):
+    folder = train(settings(epochs=1), tmp_path / "run", show_progress=False)
+    run = load_run(folder)
+    assert run.spec.name == "tiny" and len(run.classes) == 10 and len(run.history) == 1
+    model = load_model(run)
+    assert not model.training
+    checkpoint = torch.load(folder / "checkpoint.pt", weights_only=True)
+    torch.testing.assert_close(model.state_dict()["fc.weight"], checkpoint["model"]["fc.weight"])
+    data = load_run_data(run)
+    assert data.train_labels.shape[0] == 40
+
+
+def test_checkpoint_of_another_model_is_refused(tiny, tmp_path):
+    folder = train(settings(epochs=1), tmp_path / "run", show_progress=False)
+    config = json.loads((folder / "config.json").read_text())
+    config["model"] = "tiny-wide"
+    write_json(folder / "config.json", config)
+    with pytest.raises(RunError, match="holds a 'tiny' model"):
+        load_model(load_run(folder))
+    checkpoint = torch.load(folder / "checkpoint.pt", weights_only=True)
+    checkpoint.pop("model_name")
+    torch.save(checkpoint, folder / "checkpoint.pt")
+    with pytest.raises(RunError, match="does not fit model 'tiny-wide'"):
+        load_model(load_run(folder))
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(XaikitError):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(XaikitError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_build_optimizer_adam_is_decoupled_and_sgd_nesterov():
+    model = TinyNet()
+    adam = build_optimizer(model, Recipe(optimizer="adam"), torch.device("cpu"))
+    sgd = build_optimizer(model, Recipe(optimizer="sgd", momentum=0.9), torch.device("cpu"))
+    assert isinstance(adam, torch.optim.AdamW)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.9
+    with pytest.raises(XaikitError, match="adam or sgd"):
+        build_optimizer(model, Recipe(optimizer="lion"), torch.device("cpu"))

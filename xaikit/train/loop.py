@@ -1,0 +1,265 @@
+"""The inner loops: optimizer and one-cycle schedule, one training epoch, batched inference.
+
+The fast path keeps the whole ``uint8`` data set on the training device. Each epoch draws a
+permutation from a seeded generator on that device, and every batch is gathered, normalised
+and augmented there. Losses and correct counts accumulate in device tensors; the host reads
+them only every ``sync_every`` batches (progress and the finiteness check) and at the end.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from xaikit.data import normalize
+from xaikit.errors import DivergedError
+from xaikit.specs import Recipe
+
+
+def autocast(device: torch.device, bf16: bool) -> torch.autocast:
+    """bfloat16 autocast on ``device`` when ``bf16`` is set, a no-op otherwise."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def build_optimizer(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW (Adam with decoupled weight decay, Loshchilov & Hutter 2019) or SGD with momentum.
+
+    ``fused=True`` is used on CUDA where this torch supports it. The LR set here is replaced
+    by the one-cycle schedule before the first step.
+
+    Raises:
+        XaikitError: an optimizer name other than ``adam`` or ``sgd``.
+    """
+    from xaikit.errors import XaikitError
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    name = recipe.optimizer.lower()
+    if name == "adam":
+        cls, kwargs = torch.optim.AdamW, {"weight_decay": recipe.weight_decay}
+    elif name == "sgd":
+        cls = torch.optim.SGD
+        kwargs = {
+            "weight_decay": recipe.weight_decay,
+            "momentum": recipe.momentum,
+            "nesterov": recipe.nesterov and recipe.momentum > 0,
+        }
+    else:
+        raise XaikitError(f"unknown optimizer {recipe.optimizer!r}; use adam or sgd")
+    if device.type == "cuda" and "fused" in inspect.signature(cls).parameters:
+        kwargs["fused"] = True
+    return cls(params, lr=recipe.max_lr / recipe.div_factor, **kwargs)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.OneCycleLR:
+    """The one-cycle LR schedule (Smith & Topin 2019), stepped once per batch.
+
+    LR rises from ``max_lr / div_factor`` to ``max_lr`` over the first ``pct_start`` of all
+    steps, then anneals (cosine) to ``max_lr / (div_factor * final_div_factor)``. For SGD the
+    momentum cycles inversely between ``min(0.85, momentum)`` and ``momentum``; Adam's betas
+    are left alone.
+
+    Very short runs (a handful of steps, e.g. smoke tests) get ``pct_start`` clamped so that
+    both phases have a step: ``1 < pct_start * total_steps < total_steps``.
+
+    Raises:
+        XaikitError: fewer than 2 steps in all.
+    """
+    from xaikit.errors import XaikitError
+
+    total_steps = recipe.epochs * steps_per_epoch
+    if total_steps < 2:
+        raise XaikitError("one-cycle training needs at least 2 steps; raise --epochs or lower --batch-size")
+    pct_start = min(max(recipe.pct_start, 1.5 / total_steps), (total_steps - 0.5) / total_steps)
+    cycle_momentum = recipe.optimizer.lower() == "sgd" and recipe.momentum > 0
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=recipe.max_lr,
+        total_steps=total_steps,
+        pct_start=pct_start,
+        div_factor=recipe.div_factor,
+        final_div_factor=recipe.final_div_factor,
+        cycle_momentum=cycle_momentum,
+        base_momentum=min(0.85, recipe.momentum),
+        max_momentum=recipe.momentum if cycle_momentum else 0.95,
+    )
+
+
+def steps_per_epoch(num_images: int, batch_size: int) -> int:
+    """Batches per epoch: ``ceil(N / batch_size)``, at least 1."""
+    return max(1, math.ceil(num_images / batch_size))
+
+
+def epoch_batches(
+    num_images: int, batch_size: int, generator: torch.Generator, device: torch.device
+) -> Sequence[torch.Tensor]:
+    """A seeded permutation of ``range(N)`` split into nearly equal batches (none of size 1)."""
+    order = torch.randperm(num_images, generator=generator, device=device)
+    return order.tensor_split(steps_per_epoch(num_images, batch_size))
+
+
+@dataclass
+class EpochResult:
+    """Mean training loss and accuracy of an epoch, and the LR of its last batch."""
+
+    loss: float
+    acc: float
+    lr: float
+
+
+ProgressCallback = Callable[[int, float, float, float], None]  # (step, loss, acc, lr)
+
+
+def _raise_if_diverged(
+    batch_losses: torch.Tensor, checked: int, upto: int, lrs: list[float], epoch: int
+) -> None:
+    window = batch_losses[checked:upto]
+    bad = ~torch.isfinite(window)
+    if bool(bad.any()):
+        first = checked + int(bad.nonzero()[0, 0])
+        loss = float(batch_losses[first])
+        lr = lrs[first]
+        raise DivergedError(
+            f"training diverged: loss {loss} at epoch {epoch}, batch {first + 1} (lr {lr:.3g}); "
+            f"lower --max-lr (e.g. --max-lr {lr / 3:.2g})"
+        )
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    criterion: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    augment: Callable[..., torch.Tensor] | None,
+    batch_size: int,
+    generator: torch.Generator,
+    *,
+    epoch: int,
+    bf16: bool = False,
+    channels_last: bool = False,
+    sync_every: int = 20,
+    on_progress: ProgressCallback | None = None,
+) -> EpochResult:
+    """Train ``model`` for one epoch over ``images``/``labels`` (uint8 and int64, on its device).
+
+    Raises:
+        DivergedError: a batch loss is not finite (checked at every sync point; ``sync_every``
+            is forced to 1 on the CPU, where checking costs nothing).
+    """
+    device = images.device
+    if device.type == "cpu":
+        sync_every = 1
+    batches = epoch_batches(images.shape[0], batch_size, generator, device)
+    batch_losses = torch.zeros(len(batches), device=device)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    lrs: list[float] = []
+    seen, checked = 0, 0
+    model.train()
+    for step, index in enumerate(batches):
+        x = normalize(images[index], mean, std)
+        if augment is not None:
+            x = augment(x, generator=generator)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = labels[index]
+        lrs.append(optimizer.param_groups[0]["lr"])
+        with autocast(device, bf16):
+            logits = model(x)
+        loss = criterion(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        detached = loss.detach()
+        batch_losses[step] = detached
+        loss_sum += detached * y.shape[0]
+        correct += (logits.argmax(dim=1) == y).sum()
+        seen += y.shape[0]
+        done = step + 1
+        if done % sync_every == 0 or done == len(batches):
+            _raise_if_diverged(batch_losses, checked, done, lrs, epoch)
+            checked = done
+            if on_progress is not None:
+                on_progress(done, loss_sum.item() / seen, correct.item() / seen, lrs[-1])
+    return EpochResult(loss=loss_sum.item() / seen, acc=correct.item() / seen, lr=lrs[-1])
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module,
+    images_uint8: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    batch_size: int = 1024,
+    flip: bool = False,
+    bf16: bool = False,
+    channels_last: bool = False,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """Float32 logits ``[N, K]`` for uint8 images, in large batches, without a sync per batch.
+
+    Batches are moved to ``device`` (default: the model's) and the result stays there. The
+    model runs in eval mode; its train/eval flag is restored afterwards. ``flip`` mirrors
+    every image left-right first (for test-time augmentation).
+    """
+    if device is None:
+        device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        outputs = []
+        for start in range(0, images_uint8.shape[0], batch_size):
+            x = normalize(images_uint8[start : start + batch_size].to(device, non_blocking=True), mean, std)
+            if flip:
+                x = x.flip(-1)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device, bf16):
+                outputs.append(model(x).float())
+        if not outputs:
+            return torch.zeros(0, 0, device=device)
+        return torch.cat(outputs)
+    finally:
+        model.train(was_training)
+
+
+def evaluate_split(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    batch_size: int = 1024,
+    tta: bool = False,
+    bf16: bool = False,
+    channels_last: bool = False,
+) -> dict[str, float]:
+    """Test loss (plain cross-entropy, no label smoothing) and accuracy; ``acc_tta`` with ``tta``.
+
+    Test-time augmentation averages the softmax of an image and of its mirror image.
+    """
+    kwargs = dict(batch_size=batch_size, bf16=bf16, channels_last=channels_last)
+    logits = predict_logits(model, images, mean, std, **kwargs)
+    labels = labels.to(logits.device)
+    result = {
+        "loss": nn.functional.cross_entropy(logits, labels).item(),
+        "acc": (logits.argmax(dim=1) == labels).float().mean().item(),
+    }
+    if tta:
+        flipped = predict_logits(model, images, mean, std, flip=True, **kwargs)
+        probs = logits.softmax(dim=1) + flipped.softmax(dim=1)
+        result["acc_tta"] = (probs.argmax(dim=1) == labels).float().mean().item()
+    return result
