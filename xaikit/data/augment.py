@@ -1,0 +1,137 @@
+"""Normalisation and whole-batch augmentation on the batch's own device.
+
+Augmentations, each drawn independently per image with one generator:
+
+* random crop with reflect padding: pad by ``p`` on every side, then take the 32x32 window
+  at offset ``(oy, ox)``, ``oy, ox ~ U{0..2p}``;
+* horizontal flip with probability 1/2 (folded into the crop's column index, so the crop and
+  the flip cost one gather);
+* cutout (DeVries & Taylor, 2017, "Improved Regularization of Convolutional Neural Networks
+  with Cutout"): a ``s x s`` square centred at ``(cy, cx) ~ U{0..H-1} x U{0..W-1}`` is set to
+  zero (the data set mean, as images are normalised); near the border it is clipped.
+
+Everything is a handful of tensor ops over the whole batch: no per-image Python loop.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from xaikit.specs import Recipe
+
+KNOWN_AUGMENTATIONS = ("crop", "flip", "cutout")
+
+
+def normalize(
+    images: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor
+) -> Tensor:
+    """``(images / 255 - mean) / std`` per channel, as float32 on the images' device.
+
+    Args:
+        images: ``uint8 [B, C, H, W]``.
+        mean: Per-channel means on the 0..1 scale (e.g. ``DataBundle.mean``).
+        std: Per-channel standard deviations on the 0..1 scale.
+    """
+    if images.dtype != torch.uint8:
+        raise ValueError(f"normalize expects uint8 images, got {images.dtype}")
+    shape = (1, -1, 1, 1)
+    mean_255 = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(shape) * 255
+    std_255 = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(shape) * 255
+    return (images.to(torch.float32) - mean_255) / std_255
+
+
+class BatchAugment:
+    """Random crop (reflect padding), horizontal flip and cutout of a whole batch at once.
+
+    Args:
+        crop_padding: Padding in pixels of the random crop; 0 disables the crop.
+        flip: Whether to flip each image horizontally with probability 1/2.
+        cutout: Side in pixels of the zeroed square; 0 disables cutout.
+    """
+
+    def __init__(self, crop_padding: int = 4, flip: bool = True, cutout: int = 8) -> None:
+        if crop_padding < 0 or cutout < 0:
+            raise ValueError("crop_padding and cutout must be >= 0")
+        self.crop_padding = int(crop_padding)
+        self.flip = bool(flip)
+        self.cutout = int(cutout)
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe) -> "BatchAugment":
+        """The augmentation a training recipe asks for (``augment``, ``crop_padding``, ``cutout``)."""
+        unknown = sorted(set(recipe.augment) - set(KNOWN_AUGMENTATIONS))
+        if unknown:
+            raise ValueError(
+                f"unknown augmentation(s) {', '.join(unknown)}; known: {', '.join(KNOWN_AUGMENTATIONS)}"
+            )
+        return cls(
+            crop_padding=recipe.crop_padding if "crop" in recipe.augment else 0,
+            flip="flip" in recipe.augment,
+            cutout=recipe.cutout if "cutout" in recipe.augment else 0,
+        )
+
+    def __repr__(self) -> str:
+        return f"BatchAugment(crop_padding={self.crop_padding}, flip={self.flip}, cutout={self.cutout})"
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Augment a batch; every image gets its own random draw.
+
+        Args:
+            x: Normalised float images ``[B, C, H, W]`` on any device; not modified.
+            generator: Source of randomness for reproducible runs. It must live on the same
+                device as ``x`` (``torch.Generator(device=x.device)``); ``None`` uses the
+                global generator of that device.
+
+        Returns:
+            A new tensor of the same shape, dtype and device (``x`` itself if nothing is on).
+        """
+        if x.ndim != 4:
+            raise ValueError(f"BatchAugment expects [B, C, H, W], got shape {tuple(x.shape)}")
+        if generator is not None and generator.device.type != x.device.type:
+            raise ValueError(
+                f"the generator is on {generator.device} but the batch is on {x.device}; "
+                "create it with torch.Generator(device=x.device)"
+            )
+        if self.crop_padding or self.flip:
+            x = self._crop_and_flip(x, generator)
+        if self.cutout:
+            x = self._cutout(x, generator)
+        return x
+
+    def _crop_and_flip(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        batch, channels, height, width = x.shape
+        pad = self.crop_padding
+        if pad >= height or pad >= width:
+            raise ValueError(f"crop_padding {pad} must be smaller than the image ({height}x{width})")
+        device = x.device
+        if pad:
+            x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+            offsets = torch.randint(0, 2 * pad + 1, (2, batch), generator=generator, device=device)
+        else:
+            offsets = torch.zeros(2, batch, dtype=torch.long, device=device)
+        rows = offsets[0, :, None] + torch.arange(height, device=device)  # [B, H]
+        cols = torch.arange(width, device=device).expand(batch, width)  # [B, W]
+        if self.flip:
+            flipped = torch.rand(batch, generator=generator, device=device) < 0.5
+            cols = torch.where(flipped[:, None], cols.flip(1), cols)
+        cols = offsets[1, :, None] + cols
+        padded_width = x.shape[3]
+        x = x.gather(2, rows[:, None, :, None].expand(batch, channels, height, padded_width))
+        return x.gather(3, cols[:, None, None, :].expand(batch, channels, height, width))
+
+    def _cutout(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        batch, _, height, width = x.shape
+        device = x.device
+        centres = torch.rand(2, batch, generator=generator, device=device)
+        top = (centres[0] * height).long() - self.cutout // 2  # may be negative: clipped square
+        left = (centres[1] * width).long() - self.cutout // 2
+        ys = torch.arange(height, device=device)
+        xs = torch.arange(width, device=device)
+        in_rows = (ys >= top[:, None]) & (ys < top[:, None] + self.cutout)  # [B, H]
+        in_cols = (xs >= left[:, None]) & (xs < left[:, None] + self.cutout)  # [B, W]
+        square = in_rows[:, None, :, None] & in_cols[:, None, None, :]  # [B, 1, H, W]
+        return x.masked_fill(square, 0.0)
