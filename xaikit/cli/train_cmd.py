@@ -16,7 +16,7 @@ from xaikit.errors import XaikitError
 
 DATA_HELP = (
     "CIFAR-10 source: cifar-10-batches-py folder, ImageFolder tree or .tar(.gz) of one "
-    "[default: $XAIKIT_DATA, else torchvision download]."
+    "(default: $XAIKIT_DATA, else torchvision download)."
 )
 
 
@@ -61,13 +61,13 @@ def train_command(
     subset: Optional[int] = typer.Option(None, help="Train on a class-balanced subset of N images."),
     dataset: str = typer.Option("cifar10", help="Registered data set name."),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
-    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda [default: auto]."),
-    out: Optional[Path] = typer.Option(None, help="Run folder [default: runs/<model>-<YYYYmmdd-HHMMSS>]."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda (default: auto)."),
+    out: Optional[Path] = typer.Option(None, help="Run folder (default: runs/<model>-<YYYYmmdd-HHMMSS>)."),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder from its checkpoint."),
-    overwrite: bool = typer.Option(False, help="Replace the run files in an existing --out folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run files in an existing --out folder."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     tta: bool = typer.Option(False, "--tta", help="Also report test accuracy with flip TTA."),
-    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast [default: on for CUDA]."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default: on for CUDA)."),
     model_arg: list[str] = typer.Option([], "--model-arg", help="KEY=VALUE for the model factory; repeatable."),
 ) -> None:
     """Train MODEL with its one-cycle recipe (flags override it) into a run folder."""
@@ -140,10 +140,10 @@ def lr_find_command(
     start_lr: float = typer.Option(1e-7, help="First LR of the sweep."),
     end_lr: float = typer.Option(10.0, help="Last LR of the sweep."),
     steps: int = typer.Option(100, help="Number of steps (one batch each)."),
-    batch_size: Optional[int] = typer.Option(None, help="Batch size [default: the recipe's]."),
-    optimizer: Optional[str] = typer.Option(None, help="adam or sgd [default: the recipe's]."),
+    batch_size: Optional[int] = typer.Option(None, help="Batch size (default: the recipe's)."),
+    optimizer: Optional[str] = typer.Option(None, help="adam or sgd (default: the recipe's)."),
     seed: int = typer.Option(0, help="Seed."),
-    out: Optional[Path] = typer.Option(None, help="Folder [default: runs/lr-find-<model>-<time>]."),
+    out: Optional[Path] = typer.Option(None, help="Folder (default: runs/lr-find-<model>-<time>)."),
 ) -> None:
     """LR range test: sweep the LR exponentially, plot the loss, suggest a max LR."""
     from rich.console import Console

@@ -72,6 +72,12 @@ def device_name(device: torch.device) -> str:
     """A human-readable name of the device, e.g. ``"NVIDIA H100 80GB HBM3"`` or the CPU model."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
     return platform.processor() or platform.machine() or "cpu"
 
 

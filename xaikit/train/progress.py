@@ -111,7 +111,7 @@ class TrainProgress:
                 self._epoch_task, completed=record["epoch"],
                 stats=f"test_acc {record['test_acc']:.4f}",
             )
-            self._progress.console.print(line, highlight=False, markup=False)
+            self._progress.console.print(line, highlight=False, markup=False, soft_wrap=True)
         else:
             self.console.print(line, highlight=False, markup=False, soft_wrap=True)
 
