@@ -119,7 +119,8 @@ def test_batches_folder_gives_exact_arrays_and_stats(tmp_path: Path, cache_dir: 
     assert bundle.classes == CLASSES  # batches.meta order, not sorted
     as_float = images.double() / 255
     assert bundle.mean == pytest.approx(as_float.mean(dim=(0, 2, 3)).tolist(), abs=1e-9)
-    assert bundle.std == pytest.approx(as_float.std(dim=(0, 2, 3), unbiased=False).tolist(), abs=1e-9)
+    std = as_float.std(dim=(0, 2, 3), unbiased=False)
+    assert bundle.std == pytest.approx(std.tolist(), abs=1e-9)
     assert "CIFAR-10 python batches" in bundle.source and "12 train / 6 test" in bundle.source
 
 
@@ -155,7 +156,8 @@ def test_imagefolder_archive(tmp_path: Path, cache_dir: Path, name: str, top: st
     pixels = write_imagefolder(tmp_path / "tree", ".jpg", size=16)
     bundle = load_cifar10(str(write_tar(tmp_path / "tree", tmp_path / name, top)), cache_dir)
     assert bundle.classes == sorted(CLASSES)
-    assert bundle.train_images.shape == (6, 3, 16, 16) and bundle.test_images.shape == (3, 3, 16, 16)
+    assert bundle.train_images.shape == (6, 3, 16, 16)
+    assert bundle.test_images.shape == (3, 3, 16, 16)
     direct = np.array(Image.open(tmp_path / "tree" / "test" / "cat" / "0000.jpg").convert("RGB"))
     assert torch.equal(bundle.test_images[2], torch.from_numpy(direct).permute(2, 0, 1))
     assert np.abs(direct.astype(int) - pixels[("test", "cat", 0)]).mean() > 0  # lossy, decoded
@@ -259,7 +261,9 @@ def test_missing_path(tmp_path: Path, cache_dir: Path) -> None:
 def test_unrecognised_folder_lists_the_layouts(tmp_path: Path, cache_dir: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    assert_one_line_data_error(tmp_path, cache_dir, "not a recognised", "ImageFolder", "cifar-10-batches-py")
+    assert_one_line_data_error(
+        tmp_path, cache_dir, "not a recognised", "ImageFolder", "cifar-10-batches-py"
+    )
 
 
 def test_file_that_is_not_an_archive(tmp_path: Path, cache_dir: Path) -> None:
@@ -365,7 +369,9 @@ def test_balanced_subset_counts(synthetic: DataBundle, n: int) -> None:
 def test_balanced_subset_spreads_a_small_class(synthetic: DataBundle) -> None:
     keep = (synthetic.train_labels != 0) | (torch.arange(2000) < 40)  # class 0 keeps only a few
     full = dataclasses.replace(
-        synthetic, train_images=synthetic.train_images[keep], train_labels=synthetic.train_labels[keep]
+        synthetic,
+        train_images=synthetic.train_images[keep],
+        train_labels=synthetic.train_labels[keep],
     )
     small = int((full.train_labels == 0).sum())
     counts = torch.bincount(balanced_subset(full, 10 * small + 50).train_labels, minlength=10)
@@ -385,11 +391,17 @@ def test_normalize(device: str) -> None:
     out = normalize(images, (0.0, 0.2, 0.5), (1.0, 0.5, 0.25))
     assert out.dtype == torch.float32 and out.device.type == device
     assert out.flatten().tolist() == pytest.approx([0.0, 0.0, 2.0])
+    as_tensors = normalize(images, torch.tensor([0.0, 0.2, 0.5]), torch.tensor([1.0, 0.5, 0.25]))
+    assert torch.equal(as_tensors, out)
     with pytest.raises(ValueError):
         normalize(images.float(), (0.0,) * 3, (1.0,) * 3)
 
 
 # ---------------------------------------------------------------- augmentation
+
+
+def seeded(device: str, seed: int = 0) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def batch(device: str, b: int = 16, size: int = 32) -> torch.Tensor:
@@ -407,7 +419,7 @@ def test_augment_keeps_shape_dtype_device(device: str) -> None:
 @pytest.mark.parametrize("device", DEVICES)
 def test_flip_only_flips_or_keeps_each_image(device: str) -> None:
     x = batch(device, b=64)
-    out = BatchAugment(crop_padding=0, flip=True, cutout=0)(x, torch.Generator(device=device).manual_seed(0))
+    out = BatchAugment(crop_padding=0, flip=True, cutout=0)(x, seeded(device))
     kept = (out == x).flatten(1).all(1)
     flipped = (out == x.flip(3)).flatten(1).all(1)
     assert bool((kept | flipped).all()) and kept.any() and flipped.any()
@@ -416,7 +428,7 @@ def test_flip_only_flips_or_keeps_each_image(device: str) -> None:
 @pytest.mark.parametrize("device", DEVICES)
 def test_crop_takes_a_window_of_the_reflect_padded_image(device: str) -> None:
     x = batch(device, b=8, size=12)
-    out = BatchAugment(crop_padding=2, flip=False, cutout=0)(x, torch.Generator(device=device).manual_seed(0))
+    out = BatchAugment(crop_padding=2, flip=False, cutout=0)(x, seeded(device))
     padded = F.pad(x, (2, 2, 2, 2), mode="reflect")
     offsets_seen = set()
     for i in range(len(x)):
@@ -424,13 +436,13 @@ def test_crop_takes_a_window_of_the_reflect_padded_image(device: str) -> None:
                    if torch.equal(out[i], padded[i, :, oy:oy + 12, ox:ox + 12])]
         assert len(matches) == 1
         offsets_seen.add(matches[0])
-    assert len(offsets_seen) > 1
+    assert any(oy != ox for oy, ox in offsets_seen)  # rows and columns drawn independently
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_cutout_zeroes_one_square_per_image(device: str) -> None:
     x = batch(device, b=64)
-    out = BatchAugment(crop_padding=0, flip=False, cutout=8)(x, torch.Generator(device=device).manual_seed(0))
+    out = BatchAugment(crop_padding=0, flip=False, cutout=8)(x, seeded(device))
     zero = out == 0
     assert torch.equal(zero, zero[:, :1].expand_as(zero))  # same square in every channel
     assert torch.equal(out[~zero], x[~zero])

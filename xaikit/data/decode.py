@@ -109,7 +109,8 @@ def _unpickle(name: str, data: bytes) -> dict:
     except Exception as exc:  # truncated or foreign pickles raise many types
         raise DataError(f"cannot read CIFAR-10 batch {name}: {first_line(exc)}") from None
     if not isinstance(obj, dict):
-        raise DataError(f"cannot read CIFAR-10 batch {name}: expected a dict, got {type(obj).__name__}")
+        kind = type(obj).__name__
+        raise DataError(f"cannot read CIFAR-10 batch {name}: expected a dict, got {kind}")
     return obj
 
 
@@ -132,7 +133,9 @@ def read_cifar_batch(name: str, data: bytes) -> tuple[torch.Tensor, torch.Tensor
     if not isinstance(images, np.ndarray) or images.ndim != 2 or images.shape[1] != 3 * 32 * 32:
         raise DataError(f"CIFAR-10 batch {name} has no uint8 [N, 3072] 'data' array")
     if labels is None or len(labels) != images.shape[0]:
-        raise DataError(f"CIFAR-10 batch {name} has {images.shape[0]} images but not as many labels")
+        raise DataError(
+            f"CIFAR-10 batch {name} has {images.shape[0]} images but not as many labels"
+        )
     if images.dtype != np.uint8:
         raise DataError(f"CIFAR-10 batch {name}: 'data' is {images.dtype}, expected uint8")
     image_tensor = torch.from_numpy(np.ascontiguousarray(images).reshape(-1, 3, 32, 32).copy())

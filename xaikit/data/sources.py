@@ -62,7 +62,8 @@ class Source:
             files = [Path(p) for p in _walk_files(self.path)]
         for file in files:
             st = file.stat()
-            digest.update(f"\n{file.relative_to(self.path.parent)}|{st.st_size}|{st.st_mtime_ns}".encode())
+            name = file.relative_to(self.path.parent)
+            digest.update(f"\n{name}|{st.st_size}|{st.st_mtime_ns}".encode())
         return digest.hexdigest()
 
 
@@ -189,7 +190,8 @@ def _read_archive(path: Path) -> DecodedSplits:
         archive = tarfile.open(path, "r:*")
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         if ".tar" in path.name or path.suffix in (".tgz", ".gz"):
-            raise DataError(f"corrupt or truncated archive {path}: {decode.first_line(exc)}") from None
+            reason = decode.first_line(exc)
+            raise DataError(f"corrupt or truncated archive {path}: {reason}") from None
         raise DataError(
             f"{path} is not a recognised data layout (not a .tar/.tar.gz archive); "
             f"accepted: {ACCEPTED_LAYOUTS}"
@@ -212,11 +214,13 @@ def _read_archive(path: Path) -> DecodedSplits:
                     and base.lower().endswith(decode.IMAGE_SUFFIXES)
                 ):
                     data = archive.extractfile(member).read()
-                    images.setdefault(parts[:-3], []).append((parts[-3], parts[-2], member.name, data))
+                    entry = (parts[-3], parts[-2], member.name, data)
+                    images.setdefault(parts[:-3], []).append(entry)
             member_name = ""
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         where = f" at member {member_name}" if member_name else ""
-        raise DataError(f"corrupt or truncated archive {path}{where}: {decode.first_line(exc)}") from None
+        reason = decode.first_line(exc)
+        raise DataError(f"corrupt or truncated archive {path}{where}: {reason}") from None
     batch_sets = {k: v for k, v in batch_files.items() if "test_batch" in v}
     if batch_sets:
         return _assemble_batches(_only_one(batch_sets, path), f"archive {path}")
