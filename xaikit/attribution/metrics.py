@@ -385,6 +385,8 @@ def score_method(
     n_boot: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
+    maps: Tensor | None = None,
+    seconds: float | None = None,
 ) -> dict[str, Any]:
     """Score one attribution method on a batch: faithfulness, sanity, completeness, time.
 
@@ -405,6 +407,8 @@ def score_method(
         sanity_images: Images used by the randomisation check (``None``: all).
         n_boot, alpha: Bootstrap resamples and interval level.
         seed: Seed of the random map, the re-initialisation and the bootstrap.
+        maps, seconds: Maps ``[B, H, W]`` the caller already computed for ``x`` and
+            ``target`` with ``method`` (and how long that took); they are not recomputed.
     """
     kwargs = dict(method_kwargs or {})
     explainer = method if isinstance(method, Attribution) else method(model, layer=layer, **kwargs)
@@ -412,11 +416,13 @@ def score_method(
     x = x.to(device, torch.float32)
     with _eval_mode(model):
         targets = resolve_targets(target, model, x)
-    started = time.perf_counter()
-    maps = explainer(x, targets)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - started
+    if maps is None:
+        started = time.perf_counter()
+        maps = explainer(x, targets)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - started
+    maps = maps.to(device)
 
     curves = deletion_insertion(model, x, maps, targets, steps=steps, mean=mean,
                                 baseline=baseline, seed=seed)
@@ -449,5 +455,5 @@ def score_method(
     if callable(baselines):
         gap = completeness_gap(model, x, maps, targets, baselines(x))
         result["completeness_gap"] = _interval(gap, n_boot, alpha, seed)
-    result["seconds"] = float(seconds)
+    result["seconds"] = float(seconds or 0.0)
     return result

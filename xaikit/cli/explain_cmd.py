@@ -1,0 +1,76 @@
+"""``xaikit explain RUN --method M ...``: attribution maps, faithfulness and sanity scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from xaikit.explain import EXPLANATIONS_JSON, explain_run
+
+
+def _interval(score: dict | None, digits: int = 3) -> str:
+    if not score:
+        return "-"
+    return f"{score['mean']:.{digits}f} [{score['low']:.{digits}f}, {score['high']:.{digits}f}]"
+
+
+def scores_table(record: dict) -> Table:
+    """The per-method table printed by ``xaikit explain``."""
+    table = Table(title=f"{record['model']}: {len(record['ids'])} test images")
+    for column in ("method", "deletion AUC (random)", "insertion AUC (random)",
+                   "randomisation rho", "sanity", "IG gap", "s/image"):
+        table.add_column(column)
+    for name, s in record["methods"].items():
+        rnd = s.get("randomization")
+        table.add_row(
+            name,
+            f"{_interval(s['deletion'])} ({s['deletion_random']['mean']:.3f})",
+            f"{_interval(s['insertion'])} ({s['insertion_random']['mean']:.3f})",
+            _interval(rnd["rho_final"], 2) if rnd else "-",
+            ("pass" if rnd["passes"] else "[red]FAIL[/red]") if rnd else "-",
+            _interval(s.get("completeness_gap"), 3),
+            f"{s['seconds_per_image']:.4f}",
+        )
+    return table
+
+
+def explain(
+    run: Path = typer.Argument(..., help="Run folder written by `xaikit train`."),
+    method: Optional[list[str]] = typer.Option(
+        None, "--method", "-m", help="Method name (repeat; 'all' for every registered one). "
+        "Default: gradcam and integrated-gradients."),
+    images: int = typer.Option(16, "--images", "-n", help="First N test images."),
+    ids: Optional[list[int]] = typer.Option(None, "--ids", help="Test image indices (repeat)."),
+    misclassified: bool = typer.Option(False, "--misclassified", help="Only wrong predictions."),
+    layer: Optional[str] = typer.Option(None, "--layer", help="Layer for CAM methods."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: the run)."),
+    data: Optional[str] = typer.Option(None, "--data", envvar="XAIKIT_DATA", help="Data path."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Images per method call."),
+) -> None:
+    """Explain a run's predictions: a PNG grid and explanations.json with scores per method."""
+    err = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done)
+
+        record = explain_run(run, method, images, ids, misclassified, layer, out, data, device,
+                             batch_size, progress=progress)
+    Console().print(scores_table(record))
+    folder = out or Path(record["run"])
+    typer.echo(folder / record["grid"])
+    typer.echo(folder / EXPLANATIONS_JSON)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("explain")(explain)
