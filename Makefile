@@ -24,7 +24,7 @@ test: $(STAMP) chromium
 
 demo: $(STAMP)
 	$(VENV)/bin/xaikit plugins list
-	$(VENV)/bin/xaikit train ultimus --data $(DATA) --subset 5000 --epochs 3 --out runs/demo
+	$(VENV)/bin/xaikit train ultimus --data $(DATA) --subset 5000 --epochs 3 --out runs/demo --overwrite
 	$(VENV)/bin/xaikit evaluate runs/demo --data $(DATA)
 	$(VENV)/bin/xaikit explain runs/demo --data $(DATA) --images 8
 	$(VENV)/bin/xaikit report runs/demo --data $(DATA) --images 8
