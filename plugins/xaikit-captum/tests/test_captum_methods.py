@@ -12,6 +12,7 @@ from xaikit.registry import attribution_entries
 from xaikit_captum import (
     ALL_METHODS,
     CaptumGradCam,
+    DeepLift,
     IntegratedGradients,
     Saliency,
     SmoothGrad,
@@ -176,3 +177,50 @@ def test_smoothgrad_is_seeded_and_differs_from_saliency(model, images) -> None:
     assert not torch.allclose(first, plain)
     no_noise = SmoothGrad(model, nt_samples=4, stdevs=0.0)(images, 0)
     torch.testing.assert_close(no_noise, plain)
+
+
+def test_score_method_with_integrated_gradients(model, images) -> None:
+    from xaikit.attribution.metrics import score_method
+
+    result = score_method(
+        model, IntegratedGradients(model, n_steps=128), images, steps=4, n_boot=100, sanity_images=2
+    )
+    assert result["method"] == "integrated-gradients"
+    with torch.no_grad():
+        scale = model(images).abs().max().item()
+    assert result["completeness_gap"]["high"] < 1e-2 * scale + 1e-4
+    assert len(result["randomization"]["rho_by_layer"]) == 3  # features.0, features.2, head
+
+
+def test_captum_gradcam_passes_randomization(model, images) -> None:
+    from xaikit.attribution.metrics import randomization_sanity
+
+    check = randomization_sanity(model, CaptumGradCam, images, target=None)
+    assert check["passes"] is True
+    assert check["layers"] == ["head", "features.2", "features.0"]
+
+
+class SharedReluNet(nn.Module):
+    """One ``nn.ReLU`` module used twice: DeepLift's multipliers would be wrong."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.relu(self.conv2(self.relu(self.conv1(x))))
+        return self.head(a.mean(dim=(2, 3)))
+
+
+def test_deeplift_refuses_a_reused_relu_and_sums_to_delta(model, images) -> None:
+    shared = SharedReluNet().eval()
+    with pytest.raises(XaikitError, match="relu"):
+        DeepLift(shared)(images, 0)
+    assert hook_counts(shared) == 0
+    maps = DeepLift(model)(images, target=2)
+    with torch.no_grad():
+        gain = model(images)[:, 2] - model(torch.zeros_like(images))[:, 2]
+    torch.testing.assert_close(maps.sum(dim=(1, 2)), gain, atol=1e-4, rtol=1e-4)

@@ -3,11 +3,16 @@ Propagating Activation Differences", ICML 2017), through Captum's ``DeepLift``."
 
 from __future__ import annotations
 
+import contextlib
+from collections import Counter
+
 import torch
 from captum.attr import DeepLift as _CaptumDeepLift
-from torch import Tensor
+from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
+from torch import Tensor, nn
 
 from xaikit.attribution.base import Attribution
+from xaikit.errors import XaikitError
 from xaikit_captum._captum_call import captum_call, relus_not_inplace
 
 
@@ -21,7 +26,8 @@ class DeepLift(Attribution):
     Limits of Captum's implementation: only nonlinearities that are *modules* (``nn.ReLU``,
     ``nn.Sigmoid``, ``nn.Softmax``, ...) get the Rescale rule -- functional calls such as
     ``F.relu`` are treated by their plain gradient; a module object used twice in one forward
-    pass (a shared ``nn.ReLU``) gives wrong multipliers; and in-place ReLUs overwrite what
+    pass (a shared ``nn.ReLU``) gives wrong multipliers -- this wrapper checks for that with
+    one forward pass of the first image and raises :class:`XaikitError`; and in-place ReLUs overwrite what
     the hooks saved, so this wrapper sets ``inplace=False`` for the call and restores it.
 
     Output: ``[B, H, W]``, the channel sum of Captum's ``[B, C, H, W]``; **signed**, logit units.
@@ -34,6 +40,27 @@ class DeepLift(Attribution):
     batched = True
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:
+        reused = reused_nonlinearities(self.model, x[:1])
+        if reused:
+            raise XaikitError(
+                f"deeplift needs each nonlinearity module used once per forward pass; "
+                f"{', '.join(reused)} is called more than once (give each use its own module)"
+            )
         explainer = _CaptumDeepLift(self.model, multiply_by_inputs=True)
         with captum_call(self.model), relus_not_inplace(self.model):
             return explainer.attribute(x, baselines=torch.zeros_like(x), target=target)
+
+
+def reused_nonlinearities(model: nn.Module, x: Tensor) -> list[str]:
+    """Names of DeepLift-handled nonlinearity modules called more than once in ``model(x)``."""
+    calls: Counter[str] = Counter()
+    with contextlib.ExitStack() as stack:
+        for name, module in model.named_modules():
+            if type(module) in SUPPORTED_NON_LINEAR:
+                handle = module.register_forward_pre_hook(
+                    lambda _m, _i, _name=name: calls.update([_name])
+                )
+                stack.callback(handle.remove)
+        with torch.no_grad():
+            model(x)
+    return [name for name, count in calls.items() if count > 1]

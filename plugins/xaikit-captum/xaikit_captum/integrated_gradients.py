@@ -38,8 +38,8 @@ class IntegratedGradients(Attribution):
         model: The classifier (logits out).
         layer: Must be ``None`` (IG explains the input).
         n_steps: Integration points per image.
-        internal_batch_size: Images per forward pass inside Captum (``None``: all
-            ``B * n_steps`` at once); use it to bound memory.
+        internal_batch_size: Path points per forward pass inside Captum (default 512, so
+            memory stays bounded for any batch; ``None``: all ``B * n_steps`` at once).
         baseline: A scalar, a per-channel sequence, or a ``[C, H, W]`` tensor, in normalised
             input space.
     """
@@ -56,7 +56,7 @@ class IntegratedGradients(Attribution):
         layer: str | None = None,
         *,
         n_steps: int = 32,
-        internal_batch_size: int | None = None,
+        internal_batch_size: int | None = 512,
         baseline: float | Sequence[float] | Tensor = 0.0,
     ) -> None:
         super().__init__(model, layer)
