@@ -79,9 +79,7 @@ def test_maps_shape_finite_sign_and_state(method_cls, model, images) -> None:
     assert all(m.inplace for m in model.features if isinstance(m, nn.ReLU))
 
 
-@pytest.mark.parametrize(
-    "method_cls", [c for c in ALL_METHODS if c is not SmoothGrad], ids=lambda c: c.name
-)
+@pytest.mark.parametrize("method_cls", ALL_METHODS, ids=lambda c: c.name)
 def test_each_image_of_a_batch_is_independent(method_cls, model, images) -> None:
     method = method_cls(model)
     together = method(images, target=[0, 1, 2, 3])
@@ -177,6 +175,10 @@ def test_smoothgrad_is_seeded_and_differs_from_saliency(model, images) -> None:
     assert not torch.allclose(first, plain)
     no_noise = SmoothGrad(model, nt_samples=4, stdevs=0.0)(images, 0)
     torch.testing.assert_close(no_noise, plain)
+    uneven = SmoothGrad(model, nt_samples=10, nt_samples_batch_size=4)  # 4 + 4 + 2 samples
+    one_pass = SmoothGrad(model, nt_samples=10, nt_samples_batch_size=None)
+    torch.testing.assert_close(uneven(images, 0), one_pass(images, 0), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(uneven(images[2:3], 0), uneven(images, 0)[2:3], atol=1e-6, rtol=1e-5)
 
 
 def test_score_method_with_integrated_gradients(model, images) -> None:

@@ -13,6 +13,30 @@ from xaikit.errors import XaikitError
 from xaikit_captum._captum_call import captum_call
 
 
+class _SharedNoiseTunnel(NoiseTunnel):
+    """A NoiseTunnel whose noise samples come from a fixed bank ``[n, C, H, W]``, the same for
+    every image, so an image's map does not depend on the other images of its batch.
+
+    Captum draws ``torch.normal`` noise for the whole expanded batch, so the noise an image
+    gets depends on its position and the batch size; this replaces the draw
+    (``NoiseTunnel._add_noise_to_input``, stable since Captum 0.2) and counts the samples it
+    handed out, so a Captum that stops calling it is caught instead of silently ignored.
+    """
+
+    def __init__(self, attribution_method: _CaptumSaliency, bank: Tensor) -> None:
+        super().__init__(attribution_method)
+        self.bank = bank
+        self.used = 0
+
+    def _add_noise_to_input(  # type: ignore[override]
+        self, input: Tensor, stdev: float, nt_samples_partition: int
+    ) -> Tensor:
+        noise = self.bank[self.used : self.used + nt_samples_partition]
+        self.used += nt_samples_partition
+        repeated = input.repeat_interleave(nt_samples_partition, dim=0)  # image-major rows
+        return repeated + noise.repeat(input.shape[0], 1, 1, 1)
+
+
 class SmoothGrad(Attribution):
     """Saliency averaged over noisy copies of the input, maximised over channels.
 
@@ -22,8 +46,10 @@ class SmoothGrad(Attribution):
 
     ``stdevs`` is absolute, in normalised input units: the default 0.5 is about 12% of the
     range of a CIFAR-10 image normalised by its std (~0.25 on the 0..1 scale), inside the
-    10-20% the paper recommends. Noise is drawn from a generator seeded with ``seed`` for
-    every call (``seed=None``: the global RNG), so repeated calls give the same maps.
+    10-20% the paper recommends. The ``nt_samples`` noise images ``e_s`` are drawn once per
+    call from a generator seeded with ``seed`` (``seed=None``: the global RNG) and shared by
+    all images of the batch, so repeated calls give the same maps and an image's map is the
+    same in any batch.
 
     Output: ``[B, H, W]``, **non-negative**, logit-per-input-unit (unnormalised).
 
@@ -62,18 +88,20 @@ class SmoothGrad(Attribution):
         self.seed = seed
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:
-        tunnel = NoiseTunnel(_CaptumSaliency(self.model))
-        devices = [x.device] if x.device.type == "cuda" else []
-        with captum_call(self.model), torch.random.fork_rng(devices=devices):
-            if self.seed is not None:
-                torch.manual_seed(self.seed)
+        seed = self.seed if self.seed is not None else int(torch.randint(0, 2**62, (1,)))
+        generator = torch.Generator().manual_seed(seed)
+        bank = torch.randn((self.nt_samples, *x.shape[1:]), generator=generator) * self.stdevs
+        tunnel = _SharedNoiseTunnel(_CaptumSaliency(self.model), bank.to(x))
+        with captum_call(self.model):
             grads = tunnel.attribute(
                 x,
                 nt_type="smoothgrad",
                 nt_samples=self.nt_samples,
                 nt_samples_batch_size=self.nt_samples_batch_size,
-                stdevs=self.stdevs,
+                stdevs=float(self.stdevs),
                 target=target,
                 abs=True,
             )
+        if tunnel.used != self.nt_samples:
+            raise RuntimeError("this Captum version no longer draws NoiseTunnel noise per input")
         return grads.amax(dim=1)
