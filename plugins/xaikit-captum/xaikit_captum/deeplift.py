@@ -27,8 +27,9 @@ class DeepLift(Attribution):
     ``nn.Sigmoid``, ``nn.Softmax``, ...) get the Rescale rule -- functional calls such as
     ``F.relu`` are treated by their plain gradient; a module object used twice in one forward
     pass (a shared ``nn.ReLU``) gives wrong multipliers -- this wrapper checks for that with
-    one forward pass of the first image and raises :class:`XaikitError`; and in-place ReLUs overwrite what
-    the hooks saved, so this wrapper sets ``inplace=False`` for the call and restores it.
+    one forward pass of the first image and raises :class:`XaikitError`; and in-place ReLUs
+    overwrite what the hooks saved, so this wrapper sets ``inplace=False`` for the call and
+    restores it.
 
     Output: ``[B, H, W]``, the channel sum of Captum's ``[B, C, H, W]``; **signed**, logit units.
     """

@@ -57,7 +57,9 @@ class Occlusion(Attribution):
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:
         channels, height, width = x.shape[1:]
         if self.window > min(height, width):
-            raise XaikitError(f"occlusion window {self.window} is larger than the {height}x{width} image")
+            raise XaikitError(
+                f"occlusion window {self.window} is larger than the {height}x{width} image"
+            )
         with captum_call(self.model):
             maps = _CaptumOcclusion(self.model).attribute(
                 x,
