@@ -1,0 +1,214 @@
+"""Matplotlib charts of ``xaikit report``: training curves, the LR schedule, the confusion
+matrix, the misclassified gallery and the faithfulness of each method (Agg backend, PNG).
+
+Every function draws one figure, writes it atomically and returns the path. Text that comes
+from data (class names) is drawn literally: ``$`` is escaped so mathtext never parses it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from xaikit.report.figures import overlay  # noqa: E402
+from xaikit.runs_io import atomic_path  # noqa: E402
+from xaikit.specs import Recipe  # noqa: E402
+
+TRAIN_COLOUR = "#2563eb"
+TEST_COLOUR = "#ea580c"
+RANDOM_COLOUR = "#6b7280"
+DPI = 120
+
+plt.rcParams.update({
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "font.size": 9,
+})
+
+
+def plain_text(text: str) -> str:
+    """Text for a matplotlib label, with ``$`` escaped so it is never read as mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def training_curves(history: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Two panels over epochs: train and test loss, train and test accuracy."""
+    epochs = [int(h["epoch"]) for h in history]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for key, label, colour in (("train", "train", TRAIN_COLOUR), ("test", "validation (test)", TEST_COLOUR)):
+        loss_ax.plot(epochs, [h[f"{key}_loss"] for h in history], "o-", ms=3, color=colour, label=label)
+        acc_ax.plot(epochs, [h[f"{key}_acc"] for h in history], "o-", ms=3, color=colour, label=label)
+    if any("test_acc_tta" in h for h in history):
+        acc_ax.plot(epochs, [h.get("test_acc_tta", np.nan) for h in history], "s--", ms=3,
+                    color=TEST_COLOUR, alpha=0.6, label="test, flip TTA")
+    loss_ax.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
+    acc_ax.set(title="Accuracy", xlabel="epoch", ylabel="accuracy")
+    acc_ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.legend(frameon=False)
+    return _save(fig, path)
+
+
+def one_cycle_lrs(recipe: Mapping[str, Any], num_train: int) -> tuple[np.ndarray, np.ndarray]:
+    """The LR of every optimizer step of the run's one-cycle schedule, rebuilt from its recipe.
+
+    Uses the trainer's own ``build_scheduler`` on a dummy optimizer, so the curve is the one
+    training followed. Returns ``(epoch_position, lr)``: step ``s`` sits at ``(s + 1) / steps``.
+    """
+    from xaikit.train.loop import build_scheduler, steps_per_epoch
+
+    r = Recipe.from_dict(dict(recipe))
+    steps = steps_per_epoch(int(num_train), r.batch_size)
+    weight = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([weight], lr=r.max_lr / r.div_factor, momentum=r.momentum)
+    scheduler = build_scheduler(optimizer, r, steps)
+    lrs = []
+    for _ in range(r.epochs * steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    positions = (np.arange(len(lrs)) + 1) / steps
+    return positions, np.asarray(lrs)
+
+
+def lr_schedule(history: Sequence[Mapping[str, Any]], recipe: Mapping[str, Any] | None,
+                num_train: int | None, path: Path) -> Path:
+    """The one-cycle LR per step (when the recipe and train-set size are known) and the LR
+    recorded at the end of each epoch."""
+    fig, ax = plt.subplots(figsize=(9, 2.8))
+    if recipe and num_train:
+        positions, lrs = one_cycle_lrs(recipe, num_train)
+        ax.plot(positions, lrs, color=TRAIN_COLOUR, lw=1.5, label="one-cycle schedule (per step)")
+    if history:
+        ax.plot([h["epoch"] for h in history], [h["lr"] for h in history], "o", ms=4,
+                color=TEST_COLOUR, label="LR at end of epoch (history)")
+    ax.set(title="Learning rate", xlabel="epoch", ylabel="learning rate")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    ax.legend(frameon=False)
+    return _save(fig, path)
+
+
+def confusion_matrix_figure(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path) -> Path:
+    """Counts per (true, predicted) class; colour = share of the true class (row-normalised)."""
+    counts = np.asarray(matrix, dtype=np.int64)
+    k = len(classes)
+    rows = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0)
+    size = max(4.0, 0.4 * k + 2.4)
+    fig, ax = plt.subplots(figsize=(size + 0.8, size))
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.grid(False)
+    labels = [plain_text(c) for c in classes]
+    ax.set_xticks(range(k), labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=10)
+    ax.set_yticks(range(k), labels, fontsize=10)
+    ax.set_xlabel("predicted class", fontsize=11)
+    ax.set_ylabel("true class", fontsize=11)
+    if k <= 20:
+        for i in range(k):
+            for j in range(k):
+                if counts[i, j]:
+                    ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=10,
+                            color="white" if share[i, j] > 0.5 else "#1f2328")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
+    return _save(fig, path)
+
+
+def misclassified_figure(
+    images: Tensor, maps: Tensor | None, labels: Sequence[int], preds: Sequence[int],
+    confidences: Sequence[float], classes: Sequence[str], path: Path, method: str = "gradcam",
+    columns: int = 4,
+) -> Path:
+    """A grid of misclassified images, each as (input, ``method`` overlay) with its label."""
+    n = len(images)
+    per_item = 2 if maps is not None else 1
+    columns = max(1, min(columns, n))
+    rows = max(1, -(-n // columns))
+    fig, axes = plt.subplots(rows, columns * per_item, figsize=(1.5 * columns * per_item, 1.9 * rows),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        row, col = divmod(i, columns)
+        ax = axes[row][col * per_item]
+        ax.imshow(images[i].permute(1, 2, 0).cpu().numpy())
+        ax.set_title(f"{plain_text(classes[labels[i]])}\n-> {plain_text(classes[preds[i]])} "
+                     f"{confidences[i]:.0%}", fontsize=7, color="crimson")
+        if maps is not None:
+            axes[row][col * per_item + 1].imshow(overlay(images[i], maps[i]))
+            axes[row][col * per_item + 1].set_title(method, fontsize=7)
+    return _save(fig, path)
+
+
+def faithfulness_figure(scores: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
+    """Deletion AUC (lower is better) and insertion AUC (higher is better) of each method with
+    95% intervals, against the same AUC of a random map (grey tick)."""
+    names = list(scores)
+    y = np.arange(len(names))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 0.45 * len(names) + 1.4), sharey=True)
+    for ax, key, title in ((axes[0], "deletion", "Deletion AUC (lower is better)"),
+                           (axes[1], "insertion", "Insertion AUC (higher is better)")):
+        means = np.array([scores[n][key]["mean"] for n in names])
+        low = means - np.array([scores[n][key]["low"] for n in names])
+        high = np.array([scores[n][key]["high"] for n in names]) - means
+        ax.barh(y, means, xerr=[low, high], color=TRAIN_COLOUR, alpha=0.85, height=0.6,
+                error_kw={"elinewidth": 1, "capsize": 2})
+        randoms = [scores[n].get(f"{key}_random", {}).get("mean") for n in names]
+        for yi, r in zip(y, randoms):
+            if r is not None:
+                ax.plot([r, r], [yi - 0.4, yi + 0.4], color=RANDOM_COLOUR, lw=2)
+        ax.set(title=title + ("" if key == "deletion" else "; grey: random map"), xlim=(0, 1))
+        ax.grid(axis="y", visible=False)
+    axes[0].set_yticks(y, names)
+    axes[0].invert_yaxis()
+    return _save(fig, path)
+
+
+def randomisation_figure(scores: Mapping[str, Mapping[str, Any]], path: Path, max_ticks: int = 24) -> Path | None:
+    """Cascading randomisation: mean Spearman rho between each method's maps on the trained model
+    and on the model with its layers re-initialised one by one from the output back. A method
+    that depends on the learned weights falls towards 0; ending in the shaded band (mean |rho| at
+    or above the threshold) fails. ``None`` when no method was checked."""
+    checked = {n: s["randomization"] for n, s in scores.items()
+               if isinstance(s.get("randomization"), Mapping) and s["randomization"].get("rho_by_layer")}
+    if not checked:
+        return None
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    layers: list[str] = []
+    threshold = 0.5
+    for name, rnd in checked.items():
+        cascade = rnd["rho_by_layer"]
+        if len(cascade) > len(layers):
+            layers = [str(step["layer"]) for step in cascade]
+        threshold = float(rnd.get("threshold", threshold))
+        ax.plot(np.arange(len(cascade) + 1), [1.0] + [float(step["mean"]) for step in cascade], "o-", ms=3,
+                lw=1.4, label=name + ("" if rnd.get("passes") else " (fails)"))
+    ax.axhspan(threshold, 1.05, color="#a40e26", alpha=0.07, lw=0)
+    ax.axhspan(-1.05, -threshold, color="#a40e26", alpha=0.07, lw=0)
+    ax.axhline(0.0, color=RANDOM_COLOUR, lw=0.8)
+    labels = ["trained", *(plain_text(layer) for layer in layers)]
+    step = max(1, -(-len(labels) // max_ticks))
+    ticks = list(range(0, len(labels), step))
+    ax.set_xticks(ticks, [labels[t] for t in ticks], rotation=50, ha="right", rotation_mode="anchor", fontsize=7)
+    ax.set(ylim=(-1.05, 1.05), ylabel="Spearman rho", xlabel="randomised down to layer",
+           title=f"Cascading randomisation (shaded: |rho| >= {threshold:g}, fails at the end)")
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _save(fig, path)
