@@ -10,10 +10,12 @@ embedded in the page as ``data:`` URIs.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import logging
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -116,6 +118,18 @@ def _png_bytes(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+@contextlib.contextmanager
+def _quiet_matplotlib_clipping() -> Iterator[None]:
+    """Silence matplotlib's "Clipping input data" warning: overlays reach 1 + 3e-8 by rounding."""
+    logger = logging.getLogger("matplotlib.image")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _gallery_method(methods: Sequence[str]) -> str | None:
     registered = list_attributions()
     if GALLERY_METHOD in registered:
@@ -167,11 +181,12 @@ def build_report(
     else:
         metrics_note = f"From metrics.json (evaluated {esc(metrics.get('evaluated', 'earlier'))})."
 
-    found = reusable_explanations(run, names, n_images)
+    found = reusable_explanations(run, names, min(n_images, len(data.test_labels)))
     if found is None:
         say(f"explaining {n_images} images with {len(names)} methods")
-        record = explain_run(run.path, names, n_images, out=figures, data_path=data_path, device=str(dev),
-                             progress=lambda name, done, total: say(f"{name}: {done}/{total}"))
+        with _quiet_matplotlib_clipping():
+            record = explain_run(run.path, names, n_images, out=figures, data_path=data_path, device=str(dev),
+                                 progress=lambda name, done, total: say(f"{name}: {done}/{total}"))
         scores_note = "Computed now; saved to figures/explanations.json."
     else:
         record, record_dir = found
@@ -210,7 +225,7 @@ def build_report(
         ("parameters", f"{summary.total_params:,}"),
         ("epochs", str(len(run.history))),
         ("training time", sections.format_seconds(seconds)),
-        ("methods", f"{len(names)} ({len(failing)} fail sanity)" if failing else str(len(names))),
+        (f"methods, {len(failing)} failing sanity" if failing else "methods", str(len(names))),
     ]
     page = render_page(
         title=f"{run.spec.name}: run report",
@@ -232,8 +247,9 @@ def _explanation_rows(model: Any, data: Any, dev: Any, record: dict[str, Any], n
     signed = {m: bool(get_attribution(m).signed) for m in names}
     target = figures / "explanations.png"
     if draw_png or not target.is_file():
-        explanation_grid(selection.images, maps, signed, selection.labels, selection.preds, run.classes,
-                         target, confidences=selection.confidences)
+        with _quiet_matplotlib_clipping():
+            explanation_grid(selection.images, maps, signed, selection.labels, selection.preds, run.classes,
+                             target, confidences=selection.confidences)
     rows = []
     for i, test_id in enumerate(selection.ids):
         image = selection.images[i]

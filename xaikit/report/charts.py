@@ -63,7 +63,11 @@ def training_curves(history: Sequence[Mapping[str, Any]], path: Path) -> Path:
     acc_ax.set(title="Accuracy", xlabel="epoch", ylabel="accuracy")
     acc_ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     for ax in (loss_ax, acc_ax):
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        if len(epochs) <= 12:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
         ax.legend(frameon=False)
     return _save(fig, path)
 
@@ -153,7 +157,7 @@ def misclassified_figure(
         ax.set_title(f"{plain_text(classes[labels[i]])}\n-> {plain_text(classes[preds[i]])} "
                      f"{confidences[i]:.0%}", fontsize=7, color="crimson")
         if maps is not None:
-            axes[row][col * per_item + 1].imshow(overlay(images[i], maps[i]))
+            axes[row][col * per_item + 1].imshow(np.clip(overlay(images[i], maps[i]), 0.0, 1.0))
             axes[row][col * per_item + 1].set_title(method, fontsize=7)
     return _save(fig, path)
 

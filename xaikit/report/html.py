@@ -56,7 +56,8 @@ dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 .eval { display: grid; grid-template-columns: minmax(0, 1fr); gap: 0 32px; }
 @media (min-width: 1000px) { .eval { grid-template-columns: minmax(0, 5fr) minmax(0, 6fr); } }
 figure.matrix img { margin: 0 auto; }
-.cols { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 8px 32px; }
+.eval td:first-child { overflow-wrap: anywhere; min-width: 7em; }
+.cols { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(320px, 100%), 1fr)); gap: 8px 32px; }
 .table-wrap { overflow-x: auto; margin: 8px 0 12px; border: 1px solid var(--line); border-radius: 8px; }
 .table-wrap.fit { display: inline-block; max-width: 100%; vertical-align: top; }
 table { border-collapse: collapse; width: 100%; font-size: 0.9rem; font-variant-numeric: tabular-nums; }
@@ -87,7 +88,7 @@ details > summary { cursor: pointer; color: var(--accent); font-weight: 550; }
 .callout { border-left: 4px solid var(--bad); background: var(--bad-bg); padding: 10px 14px;
   border-radius: 0 8px 8px 0; margin: 10px 0; }
 .callout.info { border-left-color: var(--accent); background: var(--accent-soft); }
-.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(200px, 1fr)); gap: 14px; }
+.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(200px, 100%), 1fr)); gap: 14px; }
 .tile { border: 1px solid var(--line); border-radius: 8px; padding: 8px; background: #fcfcfd; }
 .tile .pair { display: grid; grid-template-columns: 1fr 1fr; gap: 6px; }
 .tile img { width: 100%; height: auto; image-rendering: pixelated; border-radius: 4px; display: block; }
@@ -102,6 +103,11 @@ footer { color: var(--muted); font-size: 0.82rem; text-align: center; margin-top
   dl.facts dd { margin-bottom: 6px; }
 }
 """
+
+
+CONTENT_SECURITY_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+"""The page may load nothing from anywhere and run no script: only its inline style and
+``data:`` images."""
 
 
 def esc(value: Any) -> str:
@@ -179,6 +185,7 @@ def render_page(title: str, subtitle: str, stats: Sequence[tuple[str, str]],
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light">
+<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">
 <title>{esc(title)}</title>
 <style>{STYLE}</style>
 </head>

@@ -208,9 +208,9 @@ def gallery_section(items: Sequence[GalleryItem], method: str | None, total_wron
                        '<p>The model classifies every test image correctly.</p>')
     tiles = []
     for item in items:
-        images = img_tag(item.input_png, f"test image {item.test_id}")
+        images = img_tag(item.input_png, f"misclassified test image {item.test_id}")
         if item.overlay_png is not None:
-            images += img_tag(item.overlay_png, f"{method} map of test image {item.test_id}")
+            images += img_tag(item.overlay_png, f"{method} map of misclassified test image {item.test_id}")
         tiles.append(
             f'<div class="tile"><div class="pair">{images}</div><div class="caption">'
             f'#{item.test_id}: <span class="true">{esc(item.true_class)}</span> → '
@@ -229,7 +229,10 @@ def explanations_section(rows: Sequence[GridRow], grid_png: Path | None, methods
                          method_info: Mapping[str, Mapping[str, Any]], misclassified_only: bool) -> Section:
     """The methods side by side on the same images (an HTML grid), and what each map means."""
     which = "misclassified test images" if misclassified_only else "test images"
-    head = "<th>image</th><th>input</th>" + "".join(f"<th>{esc(m)}</th>" for m in methods)
+    head = "<th>image</th><th>input</th>" + "".join(
+        f"<th>{esc(m)}" + ('<br><span class="badge fail">fails sanity</span>' if fails_sanity(method_info.get(m, {}))
+                           else "") + "</th>"
+        for m in methods)
     body_rows = []
     for row in rows:
         wrong = row.true_class != row.predicted_class
@@ -268,6 +271,12 @@ def _stacked(score: Mapping[str, float] | None, random: Mapping[str, float] | No
     return cell
 
 
+def fails_sanity(score: Mapping[str, Any]) -> bool:
+    """Whether a method's score dict records a failed randomisation check."""
+    rnd = score.get("randomization")
+    return isinstance(rnd, Mapping) and not rnd.get("passes", True)
+
+
 def _sanity_cell(score: Mapping[str, Any]) -> tuple[str, str]:
     rnd = score.get("randomization")
     if not rnd:
@@ -282,7 +291,8 @@ def scores_section(scores: Mapping[str, Mapping[str, Any]], faithfulness_png: Pa
     """Faithfulness (deletion/insertion AUC vs a random map), sanity (randomisation rho),
     IG completeness gap and seconds per image of each method; failing methods flagged."""
     rows = []
-    callouts = []
+    callouts: list[str] = []
+    failing: list[str] = []
     for name, s in scores.items():
         rho, badge = _sanity_cell(s)
         rows.append((
@@ -292,17 +302,20 @@ def scores_section(scores: Mapping[str, Mapping[str, Any]], faithfulness_png: Pa
             rho, badge, _stacked(s.get("completeness_gap")),
             f"{s['seconds_per_image']:.4f}" if "seconds_per_image" in s else "–",
         ))
-        rnd = s.get("randomization")
-        if rnd and not rnd.get("passes"):
-            callouts.append(
-                f'<div class="callout"><span class="badge fail">fails sanity check</span> '
-                f'<strong>{esc(name)}</strong>: after every layer of the model is re-initialised at random '
-                f'(cascading, from the output back), its maps still rank pixels much like the trained '
-                f"model's maps (mean |ρ| = {float(rnd.get('mean_abs_rho_final', float('nan'))):.2f} ≥ "
-                f"threshold {float(rnd.get('threshold', 0.5)):.2f}). A map that barely depends on the learned "
-                f"weights shows the image's structure more than what the model learned; do not read it as "
-                f"an explanation of this model ({esc(RANDOMIZATION_PAPER)}).</div>"
-            )
+        if fails_sanity(s):
+            failing.append(f"<strong>{esc(name)}</strong> (mean |ρ| = "
+                           f"{float(s['randomization'].get('mean_abs_rho_final', float('nan'))):.2f})")
+    if failing:
+        threshold = float(next(s["randomization"].get("threshold", 0.5) for s in scores.values() if fails_sanity(s)))
+        callouts.append(
+            f'<div class="callout"><span class="badge fail">fails sanity check</span> '
+            f'{", ".join(failing)} {"fails" if len(failing) == 1 else "fail"} the randomisation check '
+            f"(mean |ρ| ≥ threshold {threshold:.2f}). After every layer of the model is re-initialised at "
+            f"random (cascading, from the output back), {'its' if len(failing) == 1 else 'their'} maps still "
+            f"rank pixels much like the trained model's maps. A map that barely depends on the learned weights "
+            f"shows the image's structure more than what the model learned: do not read it as an explanation "
+            f"of this model ({esc(RANDOMIZATION_PAPER)}).</div>"
+        )
     headers = ["method", "deletion AUC ↓", "insertion AUC ↑", "randomisation ρ", "sanity", "IG gap (logits)",
                "s / image"]
     body = (

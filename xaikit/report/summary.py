@@ -2,7 +2,7 @@
 
 One dummy batch goes through the model with a forward hook on every leaf module (a module with
 no children) and on every container that holds parameters of its own (``nn.Parameter``
-attributes outside its children). Each call of a hooked module is one row, in call order; a
+attributes outside its children; the model itself is named by its class then). Each call of a hooked module is one row, in call order; a
 module called twice (shared weights) counts its parameters once. The hooks are removed and the
 model's train/eval flags restored in ``finally``, also when the forward pass raises.
 """
@@ -81,10 +81,8 @@ def _hooked_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     for name, module in model.named_modules():
         is_leaf = next(module.children(), None) is None
         owns_params = next(module.parameters(recurse=False), None) is not None
-        if (is_leaf or owns_params) and module is not model:
-            chosen.append((name, module))
-    if not chosen:  # a model that is one leaf module
-        chosen.append((type(model).__name__, model))
+        if is_leaf or owns_params:  # the model itself: when it is one leaf or holds parameters
+            chosen.append((name or type(model).__name__, module))
     return chosen
 
 
