@@ -16,7 +16,7 @@ from xaikit.train import (
     TrainSettings, load_model, load_run, load_run_data, lr_range_test, resolve_device, resume,
     suggest_lr, train,
 )
-from xaikit.train.env import write_json
+from xaikit.runs_io import write_json
 from xaikit.train.loop import build_optimizer
 
 TINY_RECIPE = Recipe(

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from torch import nn
 
-from xaikit.train.env import now_iso, resolve_device, write_json
+from xaikit.runs_io import write_json
+from xaikit.train.env import now_iso, resolve_device
 from xaikit.train.loop import predict_logits
 
 if TYPE_CHECKING:

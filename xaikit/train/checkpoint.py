@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from xaikit.errors import RunError
-from xaikit.train.env import atomic_write_bytes
+from xaikit.runs_io import atomic_write_bytes
 
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_NAME = "checkpoint.pt"

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from xaikit.data import normalize
-from xaikit.train.env import atomic_write_bytes, write_json
+from xaikit.runs_io import atomic_write_bytes, write_json
 from xaikit.train.loop import autocast, epoch_batches
 
 SUGGESTION_RULE = "valley"

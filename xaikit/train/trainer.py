@@ -23,7 +23,8 @@ from xaikit.specs import DataBundle, ModelSpec, Recipe
 from xaikit.train.checkpoint import (
     CHECKPOINT_NAME, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint,
 )
-from xaikit.train.env import environment_record, now_iso, resolve_device, write_json
+from xaikit.runs_io import write_json
+from xaikit.train.env import environment_record, now_iso, resolve_device
 from xaikit.train.loop import (
     build_optimizer, build_scheduler, evaluate_split, steps_per_epoch, train_one_epoch,
 )
