@@ -21,7 +21,7 @@ from xaikit.plugins import make_plugin_manager, set_plugin_manager
 from xaikit.registry import list_attributions
 from xaikit.report.build import REPORT_DEFAULT_METHODS, build_report, report_methods
 from xaikit.report.charts import one_cycle_lrs
-from xaikit.report.sections import explanations_section, scores_section
+from xaikit.report.method_sections import explanations_section, scores_section
 from xaikit.report.summary import format_shape, layer_summary
 from xaikit.specs import ModelSpec, Recipe
 from xaikit.train import TrainSettings, train
@@ -46,8 +46,15 @@ class TinyNet(nn.Module):
 class TinyModels:
     @hookimpl
     def register_models(self, register):
-        register(ModelSpec("tiny-report", TinyNet, "conv", recipe=Recipe(epochs=1, batch_size=16, max_lr=0.01),
-                           description="a conv, a ReLU & a linear layer"))
+        register(
+            ModelSpec(
+                "tiny-report",
+                TinyNet,
+                "conv",
+                recipe=Recipe(epochs=1, batch_size=16, max_lr=0.01),
+                description="a conv, a ReLU & a linear layer",
+            )
+        )
 
 
 def _missing_methods() -> list[str]:
@@ -65,8 +72,11 @@ def report_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if missing:
             pytest.skip(f"attribution plugins not installed: {missing}")
         torch.manual_seed(0)
-        folder = train(TrainSettings("tiny-report", dataset="synthetic", subset=40, device="cpu"),
-                       tmp_path_factory.mktemp("report") / RUN_NAME, show_progress=False)
+        folder = train(
+            TrainSettings("tiny-report", dataset="synthetic", subset=40, device="cpu"),
+            tmp_path_factory.mktemp("report") / RUN_NAME,
+            show_progress=False,
+        )
         config = json.loads((folder / "config.json").read_text())
         config["classes"][0] = EVIL_CLASS
         (folder / "config.json").write_text(json.dumps(config))
@@ -120,8 +130,14 @@ def test_page_is_self_contained(page):
 
 def test_figures_and_computed_files_are_written(report_run):
     figures = report_run / "figures"
-    for name in ("training.png", "lr_schedule.png", "confusion_matrix.png", "explanations.png",
-                 "faithfulness.png", "randomisation.png"):
+    for name in (
+        "training.png",
+        "lr_schedule.png",
+        "confusion_matrix.png",
+        "explanations.png",
+        "faithfulness.png",
+        "randomisation.png",
+    ):
         assert (figures / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     metrics = json.loads((report_run / "metrics.json").read_text())
     if metrics["misclassified"]:
@@ -147,8 +163,13 @@ def test_gallery_shows_misclassified_images_with_overlays(page, report_run):
 
 def test_second_report_reuses_metrics_and_explanations(plugin_manager, report_run, tmp_path):
     plugin_manager.register(TinyModels(), name="tiny-report-models")
-    stamps = {p: p.stat().st_mtime_ns for p in (report_run / "metrics.json", report_run / "figures" / "explanations.json")}
-    out = build_report(report_run, ["saliency"], n_images=2, device="cpu", out=tmp_path / "again.html")
+    stamps = {
+        p: p.stat().st_mtime_ns
+        for p in (report_run / "metrics.json", report_run / "figures" / "explanations.json")
+    }
+    out = build_report(
+        report_run, ["saliency"], n_images=2, device="cpu", out=tmp_path / "again.html"
+    )
     assert out == tmp_path / "again.html"
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     text = out.read_text()
@@ -162,8 +183,21 @@ def test_cli_report_prints_the_html_path_last(plugin_manager, report_run, tmp_pa
 
     plugin_manager.register(TinyModels(), name="tiny-report-models")
     out = tmp_path / "cli.html"
-    result = CliRunner().invoke(app, ["report", str(report_run), "--methods", "gradcam", "--images", "2",
-                                      "--device", "cpu", "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "report",
+            str(report_run),
+            "--methods",
+            "gradcam",
+            "--images",
+            "2",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().splitlines()[-1] == str(out)
     assert out.read_text().startswith("<!DOCTYPE html>")
@@ -182,10 +216,18 @@ def test_method_choice(plugin_manager):
 def _score(passes: bool) -> dict:
     ci = {"mean": 0.4, "low": 0.3, "high": 0.5}
     return {
-        "deletion": ci, "insertion": ci, "deletion_random": ci, "insertion_random": ci,
-        "randomization": {"rho_final": {"mean": 0.9, "low": 0.8, "high": 0.95}, "rho_by_layer": [],
-                          "mean_abs_rho_final": 0.9 if not passes else 0.1, "threshold": 0.5,
-                          "passes": passes, "n_images": 2},
+        "deletion": ci,
+        "insertion": ci,
+        "deletion_random": ci,
+        "insertion_random": ci,
+        "randomization": {
+            "rho_final": {"mean": 0.9, "low": 0.8, "high": 0.95},
+            "rho_by_layer": [],
+            "mean_abs_rho_final": 0.9 if not passes else 0.1,
+            "threshold": 0.5,
+            "passes": passes,
+            "n_images": 2,
+        },
         "completeness_gap": {"mean": 0.01, "low": 0.0, "high": 0.02},
         "seconds_per_image": 0.5,
     }
@@ -196,7 +238,10 @@ def test_methods_failing_randomisation_are_marked():
     section = scores_section(scores, None, None, 2, "")
     assert section.body.count("badge fail") == 3  # two rows and the explanation
     assert "badge pass" in section.body
-    assert "<strong>&lt;bad&gt;</strong> (mean |ρ| = 0.90), <strong>worse</strong> (mean |ρ| = 0.90) fail" in section.body
+    assert (
+        "<strong>&lt;bad&gt;</strong> (mean |ρ| = 0.90), "
+        "<strong>worse</strong> (mean |ρ| = 0.90) fail" in section.body
+    )
     assert "threshold 0.50" in section.body and "<bad>" not in section.body
     assert "0.010" in section.body  # the IG completeness gap
     assert "fails sanity" not in scores_section({"good": _score(True)}, None, None, 2, "").body
@@ -227,7 +272,10 @@ def test_layer_summary_rows_totals_and_hook_cleanup():
     assert summary.total_params == sum(p.numel() for p in model.parameters())
     assert sum(r.params for r in summary.rows) == summary.total_params  # shared module counted once
     assert next(r for r in summary.rows if r.name == "head").output_shape == [-1, 2]
-    assert format_shape([-1, 3, 8, 8]) == "[-1, 3, 8, 8]" and format_shape([[-1, 2], [-1, 3]]) == "([-1, 2], [-1, 3])"
+    assert (
+        format_shape([-1, 3, 8, 8]) == "[-1, 3, 8, 8]"
+        and format_shape([[-1, 2], [-1, 3]]) == "([-1, 2], [-1, 3])"
+    )
     assert all(m.training for m in model.modules())
     assert all(not m._forward_hooks for m in model.modules())
 
@@ -271,14 +319,23 @@ window.addEventListener("load", function () {
                      .map(function (i) { return i.alt; });
   var out = document.createElement("pre");
   out.id = "result";
-  out.textContent = JSON.stringify({images: images.length, broken: broken, problems: window.__problems});
+  out.textContent = JSON.stringify(
+    {images: images.length, broken: broken, problems: window.__problems});
   document.body.appendChild(out);
 });
 </script>"""
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-                  "--disable-dev-shm-usage"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--disable-dev-shm-usage",
+]
 
 
 def _chromium() -> str:
@@ -299,19 +356,33 @@ def test_page_renders_in_headless_chromium(page, tmp_path):
     html_file = tmp_path / "checked.html"
     html_file.write_text(checked)
     base = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([*base, "--virtual-time-budget=10000", "--dump-dom", html_file.as_uri()],
-                         capture_output=True, text=True, timeout=180)
-    found = re.search(r'<pre id="result">(.*?)</pre>', dom.stdout, re.S)
+    dom = subprocess.run(
+        [*base, "--virtual-time-budget=10000", "--dump-dom", html_file.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    found = re.search(r'<pre id="result">(.*?)</pre>', dom.stdout, re.DOTALL)
     assert found, f"no result in the DOM; chromium said: {dom.stderr[-2000:]}"
-    result = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&")
-                        .replace("&lt;", "<").replace("&gt;", ">"))
+    result = json.loads(
+        found.group(1)
+        .replace("&quot;", '"')
+        .replace("&amp;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+    )
     assert result["images"] == page.count("<img ") > 0
     assert result["broken"] == []
     assert result["problems"] == []
 
     shot = tmp_path / "report.png"
-    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1280,4000", html_file.as_uri()],
-                   capture_output=True, timeout=180)
+    subprocess.run(
+        [*base, f"--screenshot={shot}", "--window-size=1280,4000", html_file.as_uri()],
+        capture_output=True,
+        timeout=180,
+        check=False,
+    )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     keep = os.environ.get("XAIKIT_REPORT_SCREENSHOT")
     if keep:

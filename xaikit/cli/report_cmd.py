@@ -6,7 +6,6 @@ Progress goes to stderr; the last line on stdout is the HTML file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,14 +14,21 @@ from xaikit.cli.train_cmd import DATA_HELP
 
 def report_command(
     run: Path = typer.Argument(..., help="Run folder written by `xaikit train`."),
-    methods: Optional[list[str]] = typer.Option(
-        None, "--methods", "--method", "-m",
-        help="Attribution method (repeat; 'all' for every registered one). Default: gradcam, gradcam++, "
-             "scorecam, saliency, integrated-gradients, smoothgrad (those registered)."),
-    images: int = typer.Option(16, "--images", "-n", help="Test images side by side, and misclassified ones shown."),
-    data: Optional[str] = typer.Option(None, "--data", envvar="XAIKIT_DATA", help=DATA_HELP),
+    methods: list[str] | None = typer.Option(
+        None,
+        "--methods",
+        "--method",
+        "-m",
+        help="Attribution method (repeat; 'all' for every registered one). "
+        "Default: gradcam, gradcam++, "
+        "scorecam, saliency, integrated-gradients, smoothgrad (those registered).",
+    ),
+    images: int = typer.Option(
+        16, "--images", "-n", help="Test images side by side, and misclassified ones shown."
+    ),
+    data: str | None = typer.Option(None, "--data", envvar="XAIKIT_DATA", help=DATA_HELP),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default: RUN/report.html)."),
+    out: Path | None = typer.Option(None, "--out", help="HTML file (default: RUN/report.html)."),
 ) -> None:
     """Write RUN/report.html (self-contained) and the PNG figures in RUN/figures/."""
     from rich.console import Console
@@ -31,8 +37,15 @@ def report_command(
 
     err = Console(stderr=True)
     with err.status("report", spinner="dots") as status:
-        path = build_report(run, methods, images, data, device, out,
-                            progress=lambda message: status.update(f"report: {message}"))
+        path = build_report(
+            run,
+            methods,
+            images,
+            data,
+            device,
+            out,
+            progress=lambda message: status.update(f"report: {message}"),
+        )
     typer.echo(str(path))
 
 

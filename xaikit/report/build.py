@@ -14,8 +14,9 @@ import contextlib
 import io
 import json
 import logging
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -24,14 +25,21 @@ from xaikit.errors import XaikitError
 from xaikit.evaluate import METRICS_NAME, evaluate_run
 from xaikit.explain import EXPLANATIONS_JSON, explain_model, explain_run, select_images
 from xaikit.registry import get_attribution, list_attributions
-from xaikit.report import charts, sections
+from xaikit.report import charts, method_sections, sections
 from xaikit.report.figures import explanation_grid, overlay
 from xaikit.report.html import esc, render_page
 from xaikit.report.summary import layer_summary
 from xaikit.runs_io import write_text
 from xaikit.train.runs import ENV_NAME, Run, load_model, load_run, load_run_data, resolve_device
 
-REPORT_DEFAULT_METHODS = ("gradcam", "gradcam++", "scorecam", "saliency", "integrated-gradients", "smoothgrad")
+REPORT_DEFAULT_METHODS = (
+    "gradcam",
+    "gradcam++",
+    "scorecam",
+    "saliency",
+    "integrated-gradients",
+    "smoothgrad",
+)
 REPORT_NAME = "report.html"
 FIGURES_DIR = "figures"
 GALLERY_METHOD = "gradcam"
@@ -59,7 +67,9 @@ def report_methods(methods: Sequence[str] | None) -> list[str]:
             get_attribution(name)
         chosen = list(dict.fromkeys(methods))
     if not chosen:
-        raise XaikitError("no attribution method is registered; install a plugin such as xaikit-gradcam")
+        raise XaikitError(
+            "no attribution method is registered; install a plugin such as xaikit-gradcam"
+        )
     return chosen
 
 
@@ -85,12 +95,16 @@ def reusable_metrics(run: Run) -> dict[str, Any] | None:
     needed = ("accuracy", "per_class", "macro_avg", "confusion_matrix", "misclassified")
     if not isinstance(metrics, dict) or any(key not in metrics for key in needed):
         return None
-    if list(metrics["per_class"]) != run.classes or len(metrics["confusion_matrix"]) != len(run.classes):
+    if list(metrics["per_class"]) != run.classes or len(metrics["confusion_matrix"]) != len(
+        run.classes
+    ):
         return None
     return metrics
 
 
-def reusable_explanations(run: Run, methods: Sequence[str], n_images: int) -> tuple[dict[str, Any], Path] | None:
+def reusable_explanations(
+    run: Run, methods: Sequence[str], n_images: int
+) -> tuple[dict[str, Any], Path] | None:
     """An ``explanations.json`` (in the run, then in ``RUN/figures``) that covers ``methods`` on at
     least ``n_images`` images of this run's model and classes and is newer than the checkpoint,
     with its folder; else ``None``."""
@@ -104,7 +118,9 @@ def reusable_explanations(run: Run, methods: Sequence[str], n_images: int) -> tu
         if record.get("classes") != run.classes or len(record.get("ids") or []) < n_images:
             continue
         scores = record.get("methods") or {}
-        if all(m in scores and "deletion" in scores[m] and "insertion" in scores[m] for m in methods):
+        if all(
+            m in scores and "deletion" in scores[m] and "insertion" in scores[m] for m in methods
+        ):
             return record, folder
     return None
 
@@ -177,7 +193,9 @@ def build_report(
     if metrics is None:
         say("evaluating on the test split")
         metrics = evaluate_run(run, data_path=data_path, device=dev)
-        metrics_note = "Computed now with <code>xaikit evaluate</code>'s code; saved to metrics.json."
+        metrics_note = (
+            "Computed now with <code>xaikit evaluate</code>'s code; saved to metrics.json."
+        )
     else:
         metrics_note = f"From metrics.json (evaluated {esc(metrics.get('evaluated', 'earlier'))})."
 
@@ -185,40 +203,76 @@ def build_report(
     if found is None:
         say(f"explaining {n_images} images with {len(names)} methods")
         with _quiet_matplotlib_clipping():
-            record = explain_run(run.path, names, n_images, out=figures, data_path=data_path, device=str(dev),
-                                 progress=lambda name, done, total: say(f"{name}: {done}/{total}"))
+            record = explain_run(
+                run.path,
+                names,
+                n_images,
+                out=figures,
+                data_path=data_path,
+                device=str(dev),
+                progress=lambda name, done, total: say(f"{name}: {done}/{total}"),
+            )
         scores_note = "Computed now; saved to figures/explanations.json."
     else:
         record, record_dir = found
-        where = EXPLANATIONS_JSON if record_dir == run.path else f"{FIGURES_DIR}/{EXPLANATIONS_JSON}"
-        scores_note = f"From {where} (written earlier by {'xaikit explain' if record_dir == run.path else 'a report'})."
+        where = (
+            EXPLANATIONS_JSON if record_dir == run.path else f"{FIGURES_DIR}/{EXPLANATIONS_JSON}"
+        )
+        writer = "xaikit explain" if record_dir == run.path else "a report"
+        scores_note = f"From {where} (written earlier by {writer})."
 
     say("drawing figures")
-    grid_rows, grid_png = _explanation_rows(model, data, dev, record, names, n_images, figures, run,
-                                            draw_png=found is not None)
-    curves_png = charts.training_curves(run.history, figures / "training.png") if run.history else None
-    lr_png = (charts.lr_schedule(run.history, run.config.get("recipe"), run.config.get("num_train"),
-                                 figures / "lr_schedule.png") if run.history else None)
-    matrix_png = charts.confusion_matrix_figure(metrics["confusion_matrix"], run.classes,
-                                                figures / "confusion_matrix.png")
+    grid_rows, grid_png = _explanation_rows(
+        model, data, dev, record, names, n_images, figures, run, draw_png=found is not None
+    )
+    curves_png = (
+        charts.training_curves(run.history, figures / "training.png") if run.history else None
+    )
+    lr_png = (
+        charts.lr_schedule(
+            run.history,
+            run.config.get("recipe"),
+            run.config.get("num_train"),
+            figures / "lr_schedule.png",
+        )
+        if run.history
+        else None
+    )
+    matrix_png = charts.confusion_matrix_figure(
+        metrics["confusion_matrix"], run.classes, figures / "confusion_matrix.png"
+    )
     scores = {m: record["methods"][m] for m in names}
     faithfulness_png = charts.faithfulness_figure(scores, figures / "faithfulness.png")
     randomisation_png = charts.randomisation_figure(scores, figures / "randomisation.png")
     say("misclassified gallery")
-    gallery, gallery_method, gallery_png = _gallery(model, data, dev, metrics, run, names, n_images, figures)
+    gallery, gallery_method, gallery_png = _gallery(
+        model, data, dev, metrics, run, names, n_images, figures
+    )
 
     summary = layer_summary(model, run.spec.input_shape, dev)
     env = _read(run.path / ENV_NAME) if (run.path / ENV_NAME).is_file() else None
     page_sections = [
-        sections.run_section(run.config, env if isinstance(env, dict) else None, run.history, summary,
-                             run.path, run.spec.description),
+        sections.run_section(
+            run.config,
+            env if isinstance(env, dict) else None,
+            run.history,
+            summary,
+            run.path,
+            run.spec.description,
+        ),
         sections.training_section(run.history, curves_png, lr_png),
         sections.evaluation_section(metrics, run.classes, matrix_png, metrics_note),
-        sections.gallery_section(gallery, gallery_method, len(metrics["misclassified"]), gallery_png),
-        sections.explanations_section(grid_rows, grid_png, names, scores, bool(record.get("misclassified_only"))),
-        sections.scores_section(scores, faithfulness_png, randomisation_png, len(record["ids"]), scores_note),
+        method_sections.gallery_section(
+            gallery, gallery_method, len(metrics["misclassified"]), gallery_png
+        ),
+        method_sections.explanations_section(
+            grid_rows, grid_png, names, scores, bool(record.get("misclassified_only"))
+        ),
+        method_sections.scores_section(
+            scores, faithfulness_png, randomisation_png, len(record["ids"]), scores_note
+        ),
     ]
-    failing = [m for m, s in scores.items() if s.get("randomization") and not s["randomization"].get("passes")]
+    failing = [m for m, score in scores.items() if method_sections.fails_sanity(score)]
     seconds = sum(float(h.get("seconds", 0.0)) for h in run.history)
     stats = [
         ("test accuracy", f"{metrics['accuracy']:.2%}"),
@@ -227,19 +281,30 @@ def build_report(
         ("training time", sections.format_seconds(seconds)),
         (f"methods, {len(failing)} failing sanity" if failing else "methods", str(len(names))),
     ]
+    source = run.config.get("data_source") or run.config.get("dataset", "")
     page = render_page(
         title=f"{run.spec.name}: run report",
-        subtitle=f"{run.path.resolve()} · {run.config.get('data_source') or run.config.get('dataset', '')}",
+        subtitle=f"{run.path.resolve()} · {source}",
         stats=stats,
         sections=page_sections,
-        footer=f"xaikit report · {esc(metrics.get('device', dev))} · figures in <code>{esc(figures)}</code>",
+        footer=f"xaikit report · {esc(metrics.get('device', dev))} · "
+        f"figures in <code>{esc(figures)}</code>",
     )
     target = Path(out) if out else run.path / REPORT_NAME
     return write_text(target, page)
 
 
-def _explanation_rows(model: Any, data: Any, dev: Any, record: dict[str, Any], names: Sequence[str],
-                      n_images: int, figures: Path, run: Run, draw_png: bool) -> tuple[list[sections.GridRow], Path]:
+def _explanation_rows(
+    model: Any,
+    data: Any,
+    dev: Any,
+    record: dict[str, Any],
+    names: Sequence[str],
+    n_images: int,
+    figures: Path,
+    run: Run,
+    draw_png: bool,
+) -> tuple[list[method_sections.GridRow], Path]:
     """Maps of every method on the first ``n_images`` of the record's images, as page rows, and
     ``figures/explanations.png`` (drawn unless ``explain_run`` just drew the same grid there)."""
     selection = select_images(model, data, dev, ids=list(record["ids"])[:n_images])
@@ -248,24 +313,42 @@ def _explanation_rows(model: Any, data: Any, dev: Any, record: dict[str, Any], n
     target = figures / "explanations.png"
     if draw_png or not target.is_file():
         with _quiet_matplotlib_clipping():
-            explanation_grid(selection.images, maps, signed, selection.labels, selection.preds, run.classes,
-                             target, confidences=selection.confidences)
+            explanation_grid(
+                selection.images,
+                maps,
+                signed,
+                selection.labels,
+                selection.preds,
+                run.classes,
+                target,
+                confidences=selection.confidences,
+            )
     rows = []
     for i, test_id in enumerate(selection.ids):
         image = selection.images[i]
-        rows.append(sections.GridRow(
-            test_id=test_id,
-            true_class=run.classes[selection.labels[i]],
-            predicted_class=run.classes[selection.preds[i]],
-            confidence=float(selection.confidences[i]),
-            input_png=_png_bytes(image.permute(1, 2, 0).numpy()),
-            map_pngs={m: _png_bytes(overlay(image, maps[m][i], signed[m])) for m in names},
-        ))
+        rows.append(
+            method_sections.GridRow(
+                test_id=test_id,
+                true_class=run.classes[selection.labels[i]],
+                predicted_class=run.classes[selection.preds[i]],
+                confidence=float(selection.confidences[i]),
+                input_png=_png_bytes(image.permute(1, 2, 0).numpy()),
+                map_pngs={m: _png_bytes(overlay(image, maps[m][i], signed[m])) for m in names},
+            )
+        )
     return rows, target
 
 
-def _gallery(model: Any, data: Any, dev: Any, metrics: dict[str, Any], run: Run, names: Sequence[str],
-             n_images: int, figures: Path) -> tuple[list[sections.GalleryItem], str | None, Path | None]:
+def _gallery(
+    model: Any,
+    data: Any,
+    dev: Any,
+    metrics: dict[str, Any],
+    run: Run,
+    names: Sequence[str],
+    n_images: int,
+    figures: Path,
+) -> tuple[list[method_sections.GalleryItem], str | None, Path | None]:
     """Tiles of the first ``n_images`` misclassified test images with their CAM overlay."""
     total = len(data.test_labels)
     ids = [int(i) for i in metrics["misclassified"] if 0 <= int(i) < total][:n_images]
@@ -278,15 +361,26 @@ def _gallery(model: Any, data: Any, dev: Any, metrics: dict[str, Any], run: Run,
     items = []
     for i, test_id in enumerate(selection.ids):
         image = selection.images[i]
-        items.append(sections.GalleryItem(
-            test_id=test_id,
-            true_class=run.classes[selection.labels[i]],
-            predicted_class=run.classes[selection.preds[i]],
-            confidence=float(selection.confidences[i]),
-            input_png=_png_bytes(image.permute(1, 2, 0).numpy()),
-            overlay_png=_png_bytes(overlay(image, maps[i], signed)) if maps is not None else None,
-        ))
-    png = charts.misclassified_figure(selection.images, maps, selection.labels, selection.preds,
-                                      selection.confidences, run.classes, figures / "misclassified.png",
-                                      method or "")
+        items.append(
+            method_sections.GalleryItem(
+                test_id=test_id,
+                true_class=run.classes[selection.labels[i]],
+                predicted_class=run.classes[selection.preds[i]],
+                confidence=float(selection.confidences[i]),
+                input_png=_png_bytes(image.permute(1, 2, 0).numpy()),
+                overlay_png=_png_bytes(overlay(image, maps[i], signed))
+                if maps is not None
+                else None,
+            )
+        )
+    png = charts.misclassified_figure(
+        selection.images,
+        maps,
+        selection.labels,
+        selection.preds,
+        selection.confidences,
+        run.classes,
+        figures / "misclassified.png",
+        method or "",
+    )
     return items, method, png

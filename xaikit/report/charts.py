@@ -7,33 +7,36 @@ from data (class names) is drawn literally: ``$`` is escaped so mathtext never p
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import Tensor
 
-from xaikit.report.figures import overlay  # noqa: E402
-from xaikit.runs_io import atomic_path  # noqa: E402
-from xaikit.specs import Recipe  # noqa: E402
+from xaikit.report.figures import overlay
+from xaikit.runs_io import atomic_path
+from xaikit.specs import Recipe
 
 TRAIN_COLOUR = "#2563eb"
 TEST_COLOUR = "#ea580c"
 RANDOM_COLOUR = "#6b7280"
 DPI = 120
 
-plt.rcParams.update({
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "font.size": 9,
-})
+plt.rcParams.update(
+    {
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "font.size": 9,
+    }
+)
 
 
 def plain_text(text: str) -> str:
@@ -53,12 +56,26 @@ def training_curves(history: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """Two panels over epochs: train and test loss, train and test accuracy."""
     epochs = [int(h["epoch"]) for h in history]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.2))
-    for key, label, colour in (("train", "train", TRAIN_COLOUR), ("test", "validation (test)", TEST_COLOUR)):
-        loss_ax.plot(epochs, [h[f"{key}_loss"] for h in history], "o-", ms=3, color=colour, label=label)
-        acc_ax.plot(epochs, [h[f"{key}_acc"] for h in history], "o-", ms=3, color=colour, label=label)
+    for key, label, colour in (
+        ("train", "train", TRAIN_COLOUR),
+        ("test", "validation (test)", TEST_COLOUR),
+    ):
+        loss_ax.plot(
+            epochs, [h[f"{key}_loss"] for h in history], "o-", ms=3, color=colour, label=label
+        )
+        acc_ax.plot(
+            epochs, [h[f"{key}_acc"] for h in history], "o-", ms=3, color=colour, label=label
+        )
     if any("test_acc_tta" in h for h in history):
-        acc_ax.plot(epochs, [h.get("test_acc_tta", np.nan) for h in history], "s--", ms=3,
-                    color=TEST_COLOUR, alpha=0.6, label="test, flip TTA")
+        acc_ax.plot(
+            epochs,
+            [h.get("test_acc_tta", np.nan) for h in history],
+            "s--",
+            ms=3,
+            color=TEST_COLOUR,
+            alpha=0.6,
+            label="test, flip TTA",
+        )
     loss_ax.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
     acc_ax.set(title="Accuracy", xlabel="epoch", ylabel="accuracy")
     acc_ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
@@ -94,8 +111,12 @@ def one_cycle_lrs(recipe: Mapping[str, Any], num_train: int) -> tuple[np.ndarray
     return positions, np.asarray(lrs)
 
 
-def lr_schedule(history: Sequence[Mapping[str, Any]], recipe: Mapping[str, Any] | None,
-                num_train: int | None, path: Path) -> Path:
+def lr_schedule(
+    history: Sequence[Mapping[str, Any]],
+    recipe: Mapping[str, Any] | None,
+    num_train: int | None,
+    path: Path,
+) -> Path:
     """The one-cycle LR per step (when the recipe and train-set size are known) and the LR
     recorded at the end of each epoch."""
     fig, ax = plt.subplots(figsize=(9, 2.8))
@@ -103,15 +124,23 @@ def lr_schedule(history: Sequence[Mapping[str, Any]], recipe: Mapping[str, Any] 
         positions, lrs = one_cycle_lrs(recipe, num_train)
         ax.plot(positions, lrs, color=TRAIN_COLOUR, lw=1.5, label="one-cycle schedule (per step)")
     if history:
-        ax.plot([h["epoch"] for h in history], [h["lr"] for h in history], "o", ms=4,
-                color=TEST_COLOUR, label="LR at end of epoch (history)")
+        ax.plot(
+            [h["epoch"] for h in history],
+            [h["lr"] for h in history],
+            "o",
+            ms=4,
+            color=TEST_COLOUR,
+            label="LR at end of epoch (history)",
+        )
     ax.set(title="Learning rate", xlabel="epoch", ylabel="learning rate")
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     ax.legend(frameon=False)
     return _save(fig, path)
 
 
-def confusion_matrix_figure(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path) -> Path:
+def confusion_matrix_figure(
+    matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path
+) -> Path:
     """Counts per (true, predicted) class; colour = share of the true class (row-normalised)."""
     counts = np.asarray(matrix, dtype=np.int64)
     k = len(classes)
@@ -130,15 +159,28 @@ def confusion_matrix_figure(matrix: Sequence[Sequence[int]], classes: Sequence[s
         for i in range(k):
             for j in range(k):
                 if counts[i, j]:
-                    ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=10,
-                            color="white" if share[i, j] > 0.5 else "#1f2328")
+                    ax.text(
+                        j,
+                        i,
+                        str(counts[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=10,
+                        color="white" if share[i, j] > 0.5 else "#1f2328",
+                    )
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
     return _save(fig, path)
 
 
 def misclassified_figure(
-    images: Tensor, maps: Tensor | None, labels: Sequence[int], preds: Sequence[int],
-    confidences: Sequence[float], classes: Sequence[str], path: Path, method: str = "gradcam",
+    images: Tensor,
+    maps: Tensor | None,
+    labels: Sequence[int],
+    preds: Sequence[int],
+    confidences: Sequence[float],
+    classes: Sequence[str],
+    path: Path,
+    method: str = "gradcam",
     columns: int = 4,
 ) -> Path:
     """A grid of misclassified images, each as (input, ``method`` overlay) with its label."""
@@ -146,16 +188,21 @@ def misclassified_figure(
     per_item = 2 if maps is not None else 1
     columns = max(1, min(columns, n))
     rows = max(1, -(-n // columns))
-    fig, axes = plt.subplots(rows, columns * per_item, figsize=(1.5 * columns * per_item, 1.9 * rows),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        rows, columns * per_item, figsize=(1.5 * columns * per_item, 1.9 * rows), squeeze=False
+    )
     for ax in axes.flat:
         ax.axis("off")
     for i in range(n):
         row, col = divmod(i, columns)
         ax = axes[row][col * per_item]
         ax.imshow(images[i].permute(1, 2, 0).cpu().numpy())
-        ax.set_title(f"{plain_text(classes[labels[i]])}\n-> {plain_text(classes[preds[i]])} "
-                     f"{confidences[i]:.0%}", fontsize=7, color="crimson")
+        ax.set_title(
+            f"{plain_text(classes[labels[i]])}\n-> {plain_text(classes[preds[i]])} "
+            f"{confidences[i]:.0%}",
+            fontsize=7,
+            color="crimson",
+        )
         if maps is not None:
             axes[row][col * per_item + 1].imshow(np.clip(overlay(images[i], maps[i]), 0.0, 1.0))
             axes[row][col * per_item + 1].set_title(method, fontsize=7)
@@ -168,13 +215,22 @@ def faithfulness_figure(scores: Mapping[str, Mapping[str, Any]], path: Path) -> 
     names = list(scores)
     y = np.arange(len(names))
     fig, axes = plt.subplots(1, 2, figsize=(9, 0.45 * len(names) + 1.4), sharey=True)
-    for ax, key, title in ((axes[0], "deletion", "Deletion AUC (lower is better)"),
-                           (axes[1], "insertion", "Insertion AUC (higher is better)")):
+    for ax, key, title in (
+        (axes[0], "deletion", "Deletion AUC (lower is better)"),
+        (axes[1], "insertion", "Insertion AUC (higher is better)"),
+    ):
         means = np.array([scores[n][key]["mean"] for n in names])
         low = means - np.array([scores[n][key]["low"] for n in names])
         high = np.array([scores[n][key]["high"] for n in names]) - means
-        ax.barh(y, means, xerr=[low, high], color=TRAIN_COLOUR, alpha=0.85, height=0.6,
-                error_kw={"elinewidth": 1, "capsize": 2})
+        ax.barh(
+            y,
+            means,
+            xerr=[low, high],
+            color=TRAIN_COLOUR,
+            alpha=0.85,
+            height=0.6,
+            error_kw={"elinewidth": 1, "capsize": 2},
+        )
         randoms = [scores[n].get(f"{key}_random", {}).get("mean") for n in names]
         for yi, r in zip(y, randoms):
             if r is not None:
@@ -186,13 +242,18 @@ def faithfulness_figure(scores: Mapping[str, Mapping[str, Any]], path: Path) -> 
     return _save(fig, path)
 
 
-def randomisation_figure(scores: Mapping[str, Mapping[str, Any]], path: Path, max_ticks: int = 24) -> Path | None:
+def randomisation_figure(
+    scores: Mapping[str, Mapping[str, Any]], path: Path, max_ticks: int = 24
+) -> Path | None:
     """Cascading randomisation: mean Spearman rho between each method's maps on the trained model
     and on the model with its layers re-initialised one by one from the output back. A method
     that depends on the learned weights falls towards 0; ending in the shaded band (mean |rho| at
     or above the threshold) fails. ``None`` when no method was checked."""
-    checked = {n: s["randomization"] for n, s in scores.items()
-               if isinstance(s.get("randomization"), Mapping) and s["randomization"].get("rho_by_layer")}
+    checked = {
+        n: s["randomization"]
+        for n, s in scores.items()
+        if isinstance(s.get("randomization"), Mapping) and s["randomization"].get("rho_by_layer")
+    }
     if not checked:
         return None
     fig, ax = plt.subplots(figsize=(9, 3.6))
@@ -203,16 +264,33 @@ def randomisation_figure(scores: Mapping[str, Mapping[str, Any]], path: Path, ma
         if len(cascade) > len(layers):
             layers = [str(step["layer"]) for step in cascade]
         threshold = float(rnd.get("threshold", threshold))
-        ax.plot(np.arange(len(cascade) + 1), [1.0] + [float(step["mean"]) for step in cascade], "o-", ms=3,
-                lw=1.4, label=name + ("" if rnd.get("passes") else " (fails)"))
+        ax.plot(
+            np.arange(len(cascade) + 1),
+            [1.0] + [float(step["mean"]) for step in cascade],
+            "o-",
+            ms=3,
+            lw=1.4,
+            label=name + ("" if rnd.get("passes") else " (fails)"),
+        )
     ax.axhspan(threshold, 1.05, color="#a40e26", alpha=0.07, lw=0)
     ax.axhspan(-1.05, -threshold, color="#a40e26", alpha=0.07, lw=0)
     ax.axhline(0.0, color=RANDOM_COLOUR, lw=0.8)
     labels = ["trained", *(plain_text(layer) for layer in layers)]
     step = max(1, -(-len(labels) // max_ticks))
     ticks = list(range(0, len(labels), step))
-    ax.set_xticks(ticks, [labels[t] for t in ticks], rotation=50, ha="right", rotation_mode="anchor", fontsize=7)
-    ax.set(ylim=(-1.05, 1.05), ylabel="Spearman rho", xlabel="randomised down to layer",
-           title=f"Cascading randomisation (shaded: |rho| >= {threshold:g}, fails at the end)")
+    ax.set_xticks(
+        ticks,
+        [labels[t] for t in ticks],
+        rotation=50,
+        ha="right",
+        rotation_mode="anchor",
+        fontsize=7,
+    )
+    ax.set(
+        ylim=(-1.05, 1.05),
+        ylabel="Spearman rho",
+        xlabel="randomised down to layer",
+        title=f"Cascading randomisation (shaded: |rho| >= {threshold:g}, fails at the end)",
+    )
     ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(fig, path)

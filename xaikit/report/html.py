@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 STYLE = """
 :root {
@@ -33,35 +34,73 @@ header.hero .subtitle { color: var(--muted); margin: 0 0 18px; overflow-wrap: an
 .stats { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 12px; }
 .stat { background: var(--accent-soft); border-radius: 8px; padding: 10px 14px; }
 .stat .value { font-size: 1.35rem; font-weight: 650; font-variant-numeric: tabular-nums; }
-.stat .label { color: var(--muted); font-size: 0.8rem; text-transform: uppercase; letter-spacing: 0.04em; }
+.stat .label {
+  color: var(--muted);
+  font-size: 0.8rem;
+  text-transform: uppercase;
+  letter-spacing: 0.04em;
+}
 nav.toc { background: var(--card); border: 1px solid var(--line); border-radius: var(--radius);
   padding: 14px 28px; margin: 20px 0; }
-nav.toc h2 { font-size: 0.8rem; text-transform: uppercase; letter-spacing: 0.06em; color: var(--muted);
+nav.toc h2 {
+  font-size: 0.8rem;
+  text-transform: uppercase;
+  letter-spacing: 0.06em;
+  color: var(--muted);
   margin: 0 0 6px; }
 nav.toc ol { margin: 0; padding-left: 1.3em; columns: 2 220px; column-gap: 32px; }
 nav.toc a { color: var(--accent); text-decoration: none; }
 nav.toc a:hover { text-decoration: underline; }
 section.card { background: var(--card); border: 1px solid var(--line); border-radius: var(--radius);
   padding: 22px 28px 26px; margin: 20px 0; }
-section.card > h2 { margin: 0 0 14px; font-size: 1.3rem; padding-bottom: 8px; border-bottom: 1px solid var(--line); }
+section.card > h2 {
+  margin: 0 0 14px;
+  font-size: 1.3rem;
+  padding-bottom: 8px;
+  border-bottom: 1px solid var(--line);
+}
 section.card h3 { font-size: 1.02rem; margin: 22px 0 8px; }
 p { margin: 0.4em 0 0.8em; }
 .muted, .note { color: var(--muted); }
 .note { font-size: 0.88rem; }
 code { font: 0.88em ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
   background: #f0f2f5; padding: 1px 5px; border-radius: 4px; overflow-wrap: anywhere; }
-dl.facts { display: grid; grid-template-columns: minmax(120px, max-content) 1fr; gap: 6px 20px; margin: 0; }
+dl.facts {
+  display: grid;
+  grid-template-columns: minmax(120px, max-content) 1fr;
+  gap: 6px 20px;
+  margin: 0;
+}
 dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 .eval { display: grid; grid-template-columns: minmax(0, 1fr); gap: 0 32px; }
 @media (min-width: 1000px) { .eval { grid-template-columns: minmax(0, 5fr) minmax(0, 6fr); } }
 figure.matrix img { margin: 0 auto; }
 .eval td:first-child { overflow-wrap: anywhere; min-width: 7em; }
-.cols { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(320px, 100%), 1fr)); gap: 8px 32px; }
-.table-wrap { overflow-x: auto; margin: 8px 0 12px; border: 1px solid var(--line); border-radius: 8px; }
+.cols {
+  display: grid;
+  grid-template-columns: repeat(auto-fit, minmax(min(320px, 100%), 1fr));
+  gap: 8px 32px;
+}
+.table-wrap {
+  overflow-x: auto;
+  margin: 8px 0 12px;
+  border: 1px solid var(--line);
+  border-radius: 8px;
+}
 .table-wrap.fit { display: inline-block; max-width: 100%; vertical-align: top; }
-table { border-collapse: collapse; width: 100%; font-size: 0.9rem; font-variant-numeric: tabular-nums; }
-th, td { padding: 6px 12px; text-align: left; border-bottom: 1px solid var(--line); vertical-align: top; }
+table {
+  border-collapse: collapse;
+  width: 100%;
+  font-size: 0.9rem;
+  font-variant-numeric: tabular-nums;
+}
+th, td {
+  padding: 6px 12px;
+  text-align: left;
+  border-bottom: 1px solid var(--line);
+  vertical-align: top;
+}
 th { background: #f0f2f5; font-weight: 600; white-space: nowrap; }
 tbody tr:last-child td { border-bottom: none; }
 tbody tr:nth-child(even) td { background: #fafbfc; }
@@ -71,7 +110,13 @@ tr.total td { font-weight: 600; background: #f0f2f5; }
 table.xgrid { width: auto; }
 table.xgrid th, table.xgrid td { padding: 6px 8px; text-align: center; vertical-align: middle; }
 table.xgrid td.label { text-align: right; font-size: 0.82rem; line-height: 1.3; min-width: 130px; }
-table.xgrid img { width: 88px; height: 88px; image-rendering: pixelated; border-radius: 4px; display: block; }
+table.xgrid img {
+  width: 88px;
+  height: 88px;
+  image-rendering: pixelated;
+  border-radius: 4px;
+  display: block;
+}
 table.xgrid .true { color: var(--good); font-weight: 600; }
 table.xgrid .pred { color: var(--bad); font-weight: 600; }
 figure { margin: 10px 0 18px; }
@@ -88,10 +133,20 @@ details > summary { cursor: pointer; color: var(--accent); font-weight: 550; }
 .callout { border-left: 4px solid var(--bad); background: var(--bad-bg); padding: 10px 14px;
   border-radius: 0 8px 8px 0; margin: 10px 0; }
 .callout.info { border-left-color: var(--accent); background: var(--accent-soft); }
-.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(200px, 100%), 1fr)); gap: 14px; }
+.gallery {
+  display: grid;
+  grid-template-columns: repeat(auto-fill, minmax(min(200px, 100%), 1fr));
+  gap: 14px;
+}
 .tile { border: 1px solid var(--line); border-radius: 8px; padding: 8px; background: #fcfcfd; }
 .tile .pair { display: grid; grid-template-columns: 1fr 1fr; gap: 6px; }
-.tile img { width: 100%; height: auto; image-rendering: pixelated; border-radius: 4px; display: block; }
+.tile img {
+  width: 100%;
+  height: auto;
+  image-rendering: pixelated;
+  border-radius: 4px;
+  display: block;
+}
 .tile .caption { font-size: 0.84rem; margin-top: 6px; line-height: 1.35; }
 .tile .true { color: var(--good); font-weight: 600; }
 .tile .pred { color: var(--bad); font-weight: 600; }
@@ -134,8 +189,12 @@ def figure(png: Path, alt: str, caption: str = "", css_class: str = "") -> str:
     return f"<figure{klass}>{img_tag(png, alt)}{cap}</figure>"
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[bool] | None = None,
-          footer: Sequence[str] | None = None) -> str:
+def table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    numeric: Sequence[bool] | None = None,
+    footer: Sequence[str] | None = None,
+) -> str:
     """A responsive table. Cells are HTML (escape data before); ``numeric`` right-aligns columns."""
     numeric = list(numeric or [False] * len(headers))
 
@@ -160,8 +219,13 @@ class Section:
     body: str
 
 
-def render_page(title: str, subtitle: str, stats: Sequence[tuple[str, str]],
-                sections: Sequence[Section], footer: str = "") -> str:
+def render_page(
+    title: str,
+    subtitle: str,
+    stats: Sequence[tuple[str, str]],
+    sections: Sequence[Section],
+    footer: str = "",
+) -> str:
     """The whole page: header with key numbers, table of contents, one card per section.
 
     Args:
@@ -171,12 +235,14 @@ def render_page(title: str, subtitle: str, stats: Sequence[tuple[str, str]],
         footer: HTML of the footer line.
     """
     tiles = "".join(
-        f'<div class="stat"><div class="value">{esc(value)}</div><div class="label">{esc(label)}</div></div>'
+        f'<div class="stat"><div class="value">{esc(value)}</div>'
+        f'<div class="label">{esc(label)}</div></div>'
         for label, value in stats
     )
     toc = "".join(f'<li><a href="#{esc(s.anchor)}">{esc(s.title)}</a></li>' for s in sections)
     cards = "\n".join(
-        f'<section class="card" id="{esc(s.anchor)}">\n<h2>{esc(s.title)}</h2>\n{s.body}\n</section>'
+        f'<section class="card" id="{esc(s.anchor)}">\n'
+        f"<h2>{esc(s.title)}</h2>\n{s.body}\n</section>"
         for s in sections
     )
     return f"""<!DOCTYPE html>

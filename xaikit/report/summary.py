@@ -2,15 +2,17 @@
 
 One dummy batch goes through the model with a forward hook on every leaf module (a module with
 no children) and on every container that holds parameters of its own (``nn.Parameter``
-attributes outside its children; the model itself is named by its class then). Each call of a hooked module is one row, in call order; a
-module called twice (shared weights) counts its parameters once. The hooks are removed and the
-model's train/eval flags restored in ``finally``, also when the forward pass raises.
+attributes outside its children; the model itself is named by its class then). Each call of a
+hooked module is one row, in call order; a module called twice (shared weights) counts its
+parameters once. The hooks are removed and the model's train/eval flags restored in
+``finally``, also when the forward pass raises.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -87,7 +89,9 @@ def _hooked_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def layer_summary(
-    model: nn.Module, input_shape: Sequence[int], device: str | torch.device | None = None,
+    model: nn.Module,
+    input_shape: Sequence[int],
+    device: str | torch.device | None = None,
     batch_size: int = 2,
 ) -> ModelSummary:
     """Run one zero batch ``[batch_size, *input_shape]`` through ``model`` in eval mode and
@@ -114,13 +118,16 @@ def layer_summary(
             own = list(module.parameters(recurse=False))
             first = id(module) not in counted
             counted.add(id(module))
-            rows.append(LayerRow(
-                name=name,
-                kind=type(module).__name__,
-                output_shape=_shape_of(output),
-                params=sum(p.numel() for p in own) if first else 0,
-                trainable=sum(p.numel() for p in own if p.requires_grad) if first else 0,
-            ))
+            rows.append(
+                LayerRow(
+                    name=name,
+                    kind=type(module).__name__,
+                    output_shape=_shape_of(output),
+                    params=sum(p.numel() for p in own) if first else 0,
+                    trainable=sum(p.numel() for p in own if p.requires_grad) if first else 0,
+                )
+            )
+
         return hook
 
     try:
@@ -141,5 +148,9 @@ def layer_summary(
         for module, was_training in modes.items():
             module.train(was_training)
     total, trainable = count_parameters(model)
-    return ModelSummary(rows=rows, total_params=total, trainable_params=trainable,
-                        input_shape=tuple(int(s) for s in input_shape))
+    return ModelSummary(
+        rows=rows,
+        total_params=total,
+        trainable_params=trainable,
+        input_shape=tuple(int(s) for s in input_shape),
+    )
