@@ -29,8 +29,11 @@ demo: $(STAMP)
 	$(VENV)/bin/xaikit explain runs/demo --data $(DATA) --images 8
 	$(VENV)/bin/xaikit report runs/demo --data $(DATA) --images 8
 
+# bench_*.py files are collected only here (pyproject's testpaths keep them out of `make test`).
 bench: $(STAMP)
-	$(PY) -m pytest benchmarks -q --benchmark-json=benchmarks/results.json
+	$(PY) -m pytest benchmarks -q -p no:randomly -o python_files='bench_*.py' \
+		--benchmark-group-by=func --benchmark-columns=mean,stddev,rounds \
+		--benchmark-json=benchmarks/results.json
 	$(PY) benchmarks/table.py benchmarks/results.json
 
 clean:
