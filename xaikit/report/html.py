@@ -116,6 +116,7 @@ table.xgrid img {
   image-rendering: pixelated;
   border-radius: 4px;
   display: block;
+  margin: 0 auto;
 }
 table.xgrid .true { color: var(--good); font-weight: 600; }
 table.xgrid .pred { color: var(--bad); font-weight: 600; }
