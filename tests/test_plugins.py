@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import json
 import re
-import sys
 import types
 from pathlib import Path
 
@@ -145,9 +145,6 @@ def test_every_hookspec_is_documented_with_its_signature():
     specs = [n for n in dir(hookspecs) if n.startswith("register_")]
     assert specs, "no hook specs found"
     for name in specs:
-        import inspect
-
-        signature = f"{name}{inspect.signature(getattr(hookspecs, name))}".replace(" -> None", "")
-        plain = re.sub(r": \w+", "", signature)
-        assert f"def {signature}" in docs or f"def {plain}" in docs, f"{name} is not documented in docs/plugins.md"
+        params = ", ".join(inspect.signature(getattr(hookspecs, name)).parameters)
+        assert f"def {name}({params}):" in docs, f"{name}({params}) is not documented in docs/plugins.md"
         assert f"## `{name}`" in docs, f"docs/plugins.md has no section for {name}"

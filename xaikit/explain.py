@@ -25,7 +25,7 @@ from xaikit.registry import get_attribution, list_attributions
 from xaikit.report.figures import explanation_grid
 from xaikit.runs_io import write_json
 from xaikit.specs import DataBundle
-from xaikit.train.runs import Run, load_model, load_run, load_run_data, resolve_device
+from xaikit.train.runs import load_model, load_run, load_run_data, resolve_device
 
 DEFAULT_METHODS = ("gradcam", "integrated-gradients")
 EXPLANATIONS_JSON = "explanations.json"

@@ -9,6 +9,7 @@ is recorded in ``PluginManager.load_errors`` and the others still load. Environm
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
 from dataclasses import dataclass, field
@@ -64,8 +65,6 @@ def make_plugin_manager(load_entrypoints: bool | None = None) -> PluginManager:
     Args:
         load_entrypoints: Override ``XAIKIT_DISABLE_PLUGIN_AUTOLOAD``; ``None`` reads the env.
     """
-    import importlib
-
     pm = PluginManager()
     for module_name in BUILTIN_PLUGINS:
         pm.register(importlib.import_module(module_name), name=module_name.rsplit(".", 1)[-1])

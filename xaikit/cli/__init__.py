@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from xaikit.cli import plugins_cmd
+from xaikit.cli import evaluate_cmd, explain_cmd, plugins_cmd, report_cmd, train_cmd
 from xaikit.errors import XaikitError
 
 app = typer.Typer(
@@ -20,15 +20,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(plugins_cmd.app, name="plugins")
-
-for _module in ("train_cmd", "evaluate_cmd", "explain_cmd", "report_cmd"):
-    try:
-        _mod = __import__(f"xaikit.cli.{_module}", fromlist=["register"])
-    except ModuleNotFoundError as _exc:  # command not written yet in this checkout
-        if _exc.name != f"xaikit.cli.{_module}":
-            raise
-        continue
-    _mod.register(app)
+for _command_module in (train_cmd, evaluate_cmd, explain_cmd, report_cmd):
+    _command_module.register(app)
 
 
 def main() -> None:

@@ -10,11 +10,9 @@ embedded in the page as ``data:`` URIs.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,18 +132,6 @@ def _png_bytes(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-@contextlib.contextmanager
-def _quiet_matplotlib_clipping() -> Iterator[None]:
-    """Silence matplotlib's "Clipping input data" warning: overlays reach 1 + 3e-8 by rounding."""
-    logger = logging.getLogger("matplotlib.image")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def _gallery_method(methods: Sequence[str]) -> str | None:
     registered = list_attributions()
     if GALLERY_METHOD in registered:
@@ -202,16 +188,15 @@ def build_report(
     found = reusable_explanations(run, names, min(n_images, len(data.test_labels)))
     if found is None:
         say(f"explaining {n_images} images with {len(names)} methods")
-        with _quiet_matplotlib_clipping():
-            record = explain_run(
-                run.path,
-                names,
-                n_images,
-                out=figures,
-                data_path=data_path,
-                device=str(dev),
-                progress=lambda name, done, total: say(f"{name}: {done}/{total}"),
-            )
+        record = explain_run(
+            run.path,
+            names,
+            n_images,
+            out=figures,
+            data_path=data_path,
+            device=str(dev),
+            progress=lambda name, done, total: say(f"{name}: {done}/{total}"),
+        )
         scores_note = "Computed now; saved to figures/explanations.json."
     else:
         record, record_dir = found
@@ -312,17 +297,16 @@ def _explanation_rows(
     signed = {m: bool(get_attribution(m).signed) for m in names}
     target = figures / "explanations.png"
     if draw_png or not target.is_file():
-        with _quiet_matplotlib_clipping():
-            explanation_grid(
-                selection.images,
-                maps,
-                signed,
-                selection.labels,
-                selection.preds,
-                run.classes,
-                target,
-                confidences=selection.confidences,
-            )
+        explanation_grid(
+            selection.images,
+            maps,
+            signed,
+            selection.labels,
+            selection.preds,
+            run.classes,
+            target,
+            confidences=selection.confidences,
+        )
     rows = []
     for i, test_id in enumerate(selection.ids):
         image = selection.images[i]

@@ -42,7 +42,7 @@ def overlay(image: Tensor, attribution: Tensor, signed: bool = False, alpha: flo
     else:
         heat = plt.get_cmap("jet")(m)[..., :3]
         weight = alpha * np.ones_like(m)[..., None]
-    return (1.0 - weight) * rgb + weight * heat
+    return np.clip((1.0 - weight) * rgb + weight * heat, 0.0, 1.0)
 
 
 def explanation_grid(
