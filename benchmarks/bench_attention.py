@@ -20,9 +20,8 @@ from typing import Callable
 
 import pytest
 import torch
-from torch import Tensor, nn
-
 from harness import DEVICE_PARAMS, record_throughput, synchronize
+from torch import Tensor, nn
 
 IMPLEMENTATIONS = ("per-image", "batched", "compiled")
 MODES = ("forward", "forward+backward")
@@ -34,7 +33,7 @@ SLOW_ROUNDS = 3
 _compiled: dict[tuple[str, str], Callable[[Tensor], Tensor]] = {}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def attention_modules(device: str) -> dict[str, nn.Module]:
     """A seeded ULTIMUS model's first block and its stack of four blocks, on ``device``.
 
@@ -60,6 +59,7 @@ def per_image(module: nn.Module) -> Callable[[Tensor], Tensor]:
 
 
 def implementation(impl: str, module_name: str, module: nn.Module, device: str) -> Callable:
+    """The callable that ``impl`` names for ``module`` (compiled wrappers are cached)."""
     if impl == "per-image":
         return per_image(module)
     if impl == "batched":
@@ -70,7 +70,9 @@ def implementation(impl: str, module_name: str, module: nn.Module, device: str) 
     return _compiled[key]
 
 
-def timed_call(fn: Callable[[Tensor], Tensor], module: nn.Module, x: Tensor, mode: str, device: str):
+def timed_call(
+    fn: Callable[[Tensor], Tensor], module: nn.Module, x: Tensor, mode: str, device: str
+) -> Callable[[], None]:
     """The function a round times: one forward (or forward+backward), then a CUDA sync."""
     if mode == "forward":
 
@@ -91,26 +93,26 @@ def timed_call(fn: Callable[[Tensor], Tensor], module: nn.Module, x: Tensor, mod
     return run
 
 
-@pytest.mark.parametrize("batch_size", BATCH_SIZES)
+@pytest.mark.parametrize("batch", BATCH_SIZES)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
-@pytest.mark.parametrize("module_name", MODULES)
+@pytest.mark.parametrize("module", MODULES)
 @pytest.mark.parametrize("device", DEVICE_PARAMS)
-def test_ultimus_attention(benchmark, device, module_name, impl, mode, batch_size) -> None:
-    """Seconds per call of the block (or stack) on ``batch_size`` feature vectors."""
-    module = attention_modules(device)[module_name]
+def test_ultimus_attention(benchmark, device, module, impl, mode, batch) -> None:
+    """Seconds per call of the block (or stack) on ``batch`` feature vectors."""
+    layer = attention_modules(device)[module]
     generator = torch.Generator().manual_seed(1)
-    x = torch.randn(batch_size, 48, generator=generator).to(device)
-    fn = implementation(impl, module_name, module, device)
-    run = timed_call(fn, module, x, mode, device)
+    x = torch.randn(batch, 48, generator=generator).to(device)
+    fn = implementation(impl, module, layer, device)
+    run = timed_call(fn, layer, x, mode, device)
     if impl == "compiled":
         try:
             run()  # compile outside the timed rounds
-        except Exception as exc:  # Inductor: no C++ compiler, unsupported backend...
+        except Exception as exc:  # noqa: BLE001 (Inductor: no C++ compiler, no Triton...)
             message = " ".join(str(exc).split())[:200]
             pytest.skip(f"torch.compile failed on {device}: {type(exc).__name__}: {message}")
-    if impl == "per-image" and batch_size >= SLOW_PER_IMAGE_BATCH:
+    if impl == "per-image" and batch >= SLOW_PER_IMAGE_BATCH:
         benchmark.pedantic(run, rounds=SLOW_ROUNDS, warmup_rounds=1, iterations=1)
     else:
         benchmark(run)
-    record_throughput(benchmark, batch_size)
+    record_throughput(benchmark, batch)

@@ -1,12 +1,13 @@
 """Attribution throughput: images per second of every registered method on ULTIMUS.
 
 One case per method in ``xaikit.list_attributions()`` (the registry at collection time), batch
-size and device. The model is ``ultimus`` with a seeded random initialisation, in eval mode: the
-amount of work of these methods depends on shapes, not on weight values. Inputs are seeded standard-normal
-images ``[B, 3, 32, 32]`` (the scale of normalised images); targets are the predicted classes,
-as ``xaikit explain`` uses by default. A round is one call ``method(x)`` (including the base
-class's forward pass for the targets), then a CUDA sync. Rounds are pedantic (bounded):
-some methods (occlusion, Score-CAM, integrated gradients) take seconds per batch of 64 on a CPU.
+size and device. The model is ``ultimus`` with a seeded random initialisation, in eval mode:
+the amount of work of these methods depends on shapes, not on weight values. Inputs are seeded
+standard-normal images ``[B, 3, 32, 32]`` (the scale of normalised images); targets are the
+predicted classes, as ``xaikit explain`` uses by default. A round is one call ``method(x)``
+(including the base class's forward pass for the targets), then a CUDA sync. Rounds are
+pedantic (bounded): some methods (occlusion, Score-CAM, integrated gradients) take seconds
+per batch of 64 on a CPU.
 """
 
 from __future__ import annotations
@@ -27,22 +28,22 @@ def registered_methods() -> list[str]:
     return xaikit.list_attributions()
 
 
-@pytest.mark.parametrize("batch_size", BATCH_SIZES)
+@pytest.mark.parametrize("batch", BATCH_SIZES)
 @pytest.mark.parametrize("method", registered_methods())
 @pytest.mark.parametrize("device", DEVICE_PARAMS)
-def test_attribution_throughput(benchmark, device, method, batch_size) -> None:
+def test_attribution_throughput(benchmark, device, method, batch) -> None:
     """Seconds per batch of maps of ``method`` on a randomly initialised ULTIMUS."""
     torch.manual_seed(0)
     model = xaikit.create_model(MODEL).to(device).eval()
     explainer = xaikit.get_attribution(method)(model)
     generator = torch.Generator().manual_seed(1)
-    x = torch.randn(batch_size, 3, 32, 32, generator=generator).to(device)
+    x = torch.randn(batch, 3, 32, 32, generator=generator).to(device)
 
     def run() -> torch.Tensor:
         maps = explainer(x)
         synchronize(device)
         return maps
 
-    maps = benchmark.pedantic(run, rounds=ROUNDS[batch_size], warmup_rounds=1, iterations=1)
-    assert maps.shape == (batch_size, 32, 32)
-    record_throughput(benchmark, batch_size, model=MODEL, weights="random init (seed 0)")
+    maps = benchmark.pedantic(run, rounds=ROUNDS[batch], warmup_rounds=1, iterations=1)
+    assert maps.shape == (batch, 32, 32)
+    record_throughput(benchmark, batch, model=MODEL, weights="random init (seed 0)")

@@ -87,10 +87,11 @@ def loader_workers(device: torch.device) -> int:
 
 
 @pytest.mark.parametrize("loop", LOOPS)
-@pytest.mark.parametrize("model_name", MODELS)
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("device", DEVICE_PARAMS)
-def test_training_throughput(benchmark, training_data, device, model_name, loop) -> None:
+def test_training_throughput(benchmark, training_data, device, model, loop) -> None:
     """Seconds per round (fixed steps on CPU, one epoch on CUDA) of one training loop."""
+    model_name = model
     from xaikit import create_model, get_model_spec
     from xaikit.data import BatchAugment
     from xaikit.train.loop import build_optimizer, build_scheduler, train_one_epoch
@@ -104,12 +105,12 @@ def test_training_throughput(benchmark, training_data, device, model_name, loop)
 
     def fresh_state() -> dict[str, Any]:
         torch.manual_seed(0)
-        model = create_model(model_name, num_classes=len(bundle.classes)).to(device)
+        net = create_model(model_name, num_classes=len(bundle.classes)).to(device)
         if on_cuda:
-            model = model.to(memory_format=torch.channels_last)
-        optimizer = build_optimizer(model, recipe, device)
+            net = net.to(memory_format=torch.channels_last)
+        optimizer = build_optimizer(net, recipe, device)
         scheduler = build_scheduler(optimizer, recipe, steps)
-        return {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+        return {"model": net, "optimizer": optimizer, "scheduler": scheduler}
 
     if loop == "xaikit":
         device_images, device_labels = images.to(device), labels.to(device)

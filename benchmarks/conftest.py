@@ -18,7 +18,7 @@ REPO_ROOT = BENCH_DIR.parent
 if str(BENCH_DIR) not in sys.path:  # --import-mode=importlib adds no folder to sys.path
     sys.path.insert(0, str(BENCH_DIR))
 
-from table import local_hardware  # noqa: E402
+from table import local_hardware  # after the sys.path insert above
 
 DEFAULT_CIFAR10 = "../shared/data/cifar10-jpeg.tar.gz"  # relative to the repo root
 THREADS_ENV = "XAIKIT_BENCH_THREADS"

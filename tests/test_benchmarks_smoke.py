@@ -43,13 +43,13 @@ RESULTS = {
     "benchmarks": [
         {
             "name": "test_ultimus_attention[cpu-block-batched-forward-128]",
-            "params": {"device": "cpu", "module_name": "block", "batch_size": 128},
+            "params": {"device": "cpu", "module": "block", "batch": 128},
             "stats": {"mean": 0.0005, "stddev": 0.00002, "rounds": 1200},
             "extra_info": {"images_per_round": 128, "images_per_s": 256000.0},
         },
         {
             "name": "test_training_throughput[cpu-ultimus-xaikit]",
-            "params": {"device": "cpu", "model_name": "ultimus", "loop": "xaikit"},
+            "params": {"device": "cpu", "model": "ultimus", "loop": "xaikit"},
             "stats": {"mean": 12.5, "stddev": 0.25, "rounds": 2},
             "extra_info": {"images_per_round": 10240},
         },
@@ -69,10 +69,14 @@ def test_table_turns_benchmark_json_into_markdown_rows() -> None:
     assert lines == [
         "| benchmark | params | mean | stddev | rounds | images/s |",
         "|---|---|---:|---:|---:|---:|",
-        "| test_ultimus_attention | device=cpu, module_name=block, batch_size=128 "
-        "| 500.0 µs | 20.0 µs | 1200 | 256,000 |",
-        "| test_training_throughput | device=cpu, model_name=ultimus, loop=xaikit "
-        "| 12.500 s | 250.00 ms | 2 | 819 |",
+        (
+            "| test_ultimus_attention | device=cpu, module=block, batch=128 "
+            "| 500.0 µs | 20.0 µs | 1200 | 256,000 |"
+        ),
+        (
+            "| test_training_throughput | device=cpu, model=ultimus, loop=xaikit "
+            "| 12.500 s | 250.00 ms | 2 | 819 |"
+        ),
         "| test_plain |  | 250.00 ms | 0.0 µs | 5 |  |",
         "",
         "Hardware: Test CPU @ 3.00GHz (2 cores), torch 2.15.0 (1 thread), CUDA none",
@@ -136,7 +140,8 @@ def test_plain_loop_and_pipeline_train_the_same_model_the_same_way() -> None:
 
 def test_plain_transform_augments_each_image_with_crop_and_flip() -> None:
     plain_loop = load_bench_module("plain_loop")
-    names = [type(t).__name__ for t in plain_loop.plain_transform((0.5,) * 3, (0.25,) * 3).transforms]
+    steps = plain_loop.plain_transform((0.5,) * 3, (0.25,) * 3).transforms
+    names = [type(t).__name__ for t in steps]
     assert names == ["RandomCrop", "RandomHorizontalFlip", "ToTensor", "Normalize"]
-    crop = plain_loop.plain_transform((0.5,) * 3, (0.25,) * 3).transforms[0]
+    crop = steps[0]
     assert (crop.size, crop.padding, crop.padding_mode) == ((32, 32), 4, "reflect")
