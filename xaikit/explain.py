@@ -1,6 +1,6 @@
 """Explain a trained run: attribution maps from several methods, scored, in one grid and JSON.
 
-``explain_run`` picks test images (the first N, given ids, or only misclassified ones), runs
+``explain_run`` picks test images (N spread over the classes, given ids, or only misclassified ones), runs
 each method over them in batches, scores each method with
 :func:`xaikit.attribution.metrics.score_method` (deletion/insertion AUC against a random map,
 cascading randomisation sanity, IG completeness, bootstrap intervals), and writes
@@ -57,6 +57,22 @@ def resolve_methods(methods: Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(methods))
 
 
+def spread_over_classes(labels: Tensor, n: int) -> Tensor:
+    """Indices of ``n`` images taken round-robin over the classes, each class in its own order.
+
+    The first image of each class, then the second of each, and so on, so that any ``n`` gives a
+    class-balanced, deterministic choice whether the split is shuffled (CIFAR batches) or
+    grouped by class (an ImageFolder tree).
+    """
+    labels = labels.cpu()
+    order = torch.argsort(labels, stable=True)
+    grouped = labels[order]
+    first_of_class = torch.searchsorted(grouped, grouped, right=False)
+    rank_in_class = torch.arange(len(grouped)) - first_of_class
+    key = rank_in_class * (int(labels.max()) + 1) + grouped
+    return order[torch.argsort(key, stable=True)][:n]
+
+
 def select_images(
     model: nn.Module,
     data: DataBundle,
@@ -65,8 +81,9 @@ def select_images(
     ids: Sequence[int] | None = None,
     misclassified: bool = False,
 ) -> Selection:
-    """Choose test images: ``ids`` if given, else the first ``n_images`` (of the misclassified
-    ones with ``misclassified``), with the model's predictions and confidences."""
+    """Choose test images, with the model's predictions and confidences: ``ids`` if given, else
+    ``n_images`` spread over the classes (:func:`spread_over_classes`), only misclassified ones
+    with ``misclassified``."""
     total = len(data.test_labels)
     if ids:
         bad = [i for i in ids if not 0 <= i < total]
@@ -80,9 +97,9 @@ def select_images(
         wrong = (probs.argmax(1).cpu() != data.test_labels.cpu()).nonzero().flatten()
         if len(wrong) == 0:
             raise XaikitError("the model classifies every test image correctly; nothing to show")
-        chosen = wrong[:n_images]
+        chosen = wrong[spread_over_classes(data.test_labels.cpu()[wrong], n_images)]
     else:
-        chosen = torch.arange(min(n_images, total))
+        chosen = spread_over_classes(data.test_labels, n_images)
     images = data.test_images.cpu()[chosen]
     probs = predict(model, images, data.mean, data.std, device).cpu()
     x = normalize(images.to(device), data.mean, data.std)
@@ -133,7 +150,7 @@ def explain_run(
         run_path: A run folder written by ``xaikit train``.
         methods: Registered method names (default: gradcam and integrated-gradients;
             ``["all"]``: every registered method).
-        n_images: How many test images (the first ones, or the first misclassified ones).
+        n_images: How many test images (round-robin over the classes; see spread_over_classes).
         ids: Explicit test image indices (override ``n_images``).
         misclassified: Only images the model gets wrong.
         layer: Layer for methods that use one (default: the model spec's target layer).

@@ -44,7 +44,7 @@ def explain(
     method: Optional[list[str]] = typer.Option(
         None, "--method", "-m", help="Method name (repeat; 'all' for every registered one). "
         "Default: gradcam and integrated-gradients."),
-    images: int = typer.Option(16, "--images", "-n", help="First N test images."),
+    images: int = typer.Option(16, "--images", "-n", help="N test images, round-robin over the classes."),
     ids: Optional[list[int]] = typer.Option(None, "--ids", help="Test image indices (repeat)."),
     misclassified: bool = typer.Option(False, "--misclassified", help="Only wrong predictions."),
     layer: Optional[str] = typer.Option(None, "--layer", help="Layer for CAM methods."),

@@ -1,0 +1,99 @@
+"""``xaikit explain``: image choice, the JSON record, the grid, and user errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from xaikit.cli import app
+from xaikit.errors import UnknownNameError, XaikitError
+from xaikit.explain import explain_run, spread_over_classes
+from xaikit.hookspecs import hookimpl
+from xaikit.plugins import make_plugin_manager, set_plugin_manager
+from xaikit.specs import ModelSpec, Recipe
+from xaikit.train import TrainSettings, train
+
+SCORE_KEYS = {"deletion", "insertion", "deletion_random", "insertion_random", "randomization",
+              "seconds", "seconds_per_image", "layer", "signed"}
+
+
+class TinyNet(nn.Module):
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.act = nn.ReLU()
+        self.fc = nn.Linear(6, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.act(self.conv(x)).mean(dim=(2, 3)))
+
+
+class TinyModels:
+    @hookimpl
+    def register_models(self, register):
+        register(ModelSpec("tiny-explain", TinyNet, "act", recipe=Recipe(epochs=1, batch_size=20)))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory):
+    pm = make_plugin_manager()
+    pm.register(TinyModels(), name="tiny-explain-models")
+    set_plugin_manager(pm)
+    torch.manual_seed(0)
+    folder = train(TrainSettings("tiny-explain", dataset="synthetic", subset=100, device="cpu"),
+                   tmp_path_factory.mktemp("explain") / "run", show_progress=False)
+    yield folder
+    set_plugin_manager(None)
+
+
+def test_images_are_taken_round_robin_over_the_classes():
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])  # grouped by class, as in an ImageFolder
+    assert spread_over_classes(labels, 5).tolist() == [0, 3, 5, 1, 4]
+    assert sorted(spread_over_classes(labels, 100).tolist()) == list(range(9))
+    shuffled = torch.tensor([2, 0, 1, 0, 2])
+    assert spread_over_classes(shuffled, 3).tolist() == [1, 2, 0]
+
+
+def test_explain_writes_scores_per_method_and_a_grid(run: Path):
+    record = explain_run(run, ["gradcam", "integrated-gradients"], n_images=6, device="cpu")
+    assert len(record["ids"]) == 6 and len(set(record["labels"])) == 6  # one image per class
+    assert set(record["methods"]) == {"gradcam", "integrated-gradients"}
+    for name, scores in record["methods"].items():
+        assert SCORE_KEYS <= set(scores), name
+        for key in ("deletion", "insertion"):
+            assert scores[key]["low"] <= scores[key]["mean"] <= scores[key]["high"]
+        assert isinstance(scores["randomization"]["passes"], bool)
+    assert "completeness_gap" in record["methods"]["integrated-gradients"]
+    assert "completeness_gap" not in record["methods"]["gradcam"]
+    assert record["methods"]["gradcam"]["layer"] == "act"
+    assert json.loads((run / "explanations.json").read_text()) == record
+    assert (run / "explanations.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_misclassified_only_and_explicit_ids(run: Path, tmp_path: Path):
+    wrong = explain_run(run, ["gradcam"], n_images=4, misclassified=True, out=tmp_path, device="cpu")
+    assert wrong["misclassified_only"] and wrong["ids"]
+    assert all(label != pred for label, pred in zip(wrong["labels"], wrong["preds"]))
+    chosen = explain_run(run, ["gradcam"], ids=[3, 1], out=tmp_path, device="cpu")
+    assert chosen["ids"] == [3, 1]
+    with pytest.raises(XaikitError, match="test image ids must be in 0..19"):
+        explain_run(run, ["gradcam"], ids=[20], out=tmp_path, device="cpu")
+
+
+def test_an_unknown_method_lists_the_registered_ones(run: Path):
+    with pytest.raises(UnknownNameError, match="unknown attribution method 'nope'; registered: .*gradcam"):
+        explain_run(run, ["nope"], device="cpu")
+
+
+def test_cli_prints_the_table_and_the_output_paths(run: Path, tmp_path: Path):
+    result = CliRunner().invoke(app, ["explain", str(run), "--method", "gradcam", "--images", "3",
+                                      "--out", str(tmp_path), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert lines[-2:] == [str(tmp_path / "explanations.png"), str(tmp_path / "explanations.json")]
+    assert "gradcam" in result.stdout
