@@ -17,11 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from xaikit.errors import XaikitError
 from xaikit.evaluate import METRICS_NAME, evaluate_run
-from xaikit.explain import EXPLANATIONS_JSON, explain_model, explain_run, select_images
+from xaikit.explain import (
+    EXPLANATIONS_JSON,
+    explain_model,
+    explain_run,
+    select_images,
+    spread_over_classes,
+)
 from xaikit.registry import get_attribution, list_attributions
 from xaikit.report import charts, method_sections, sections
 from xaikit.report.figures import explanation_grid, overlay
@@ -333,9 +340,12 @@ def _gallery(
     n_images: int,
     figures: Path,
 ) -> tuple[list[method_sections.GalleryItem], str | None, Path | None]:
-    """Tiles of the first ``n_images`` misclassified test images with their CAM overlay."""
+    """Tiles of ``n_images`` misclassified test images (round-robin over their true classes)
+    with their CAM overlay."""
     total = len(data.test_labels)
-    ids = [int(i) for i in metrics["misclassified"] if 0 <= int(i) < total][:n_images]
+    wrong = torch.as_tensor([int(i) for i in metrics["misclassified"] if 0 <= int(i) < total],
+                            dtype=torch.long)
+    ids = wrong[spread_over_classes(data.test_labels.cpu()[wrong], n_images)].tolist() if len(wrong) else []
     if not ids:
         return [], None, None
     selection = select_images(model, data, dev, ids=ids)
