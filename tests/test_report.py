@@ -24,7 +24,9 @@ from xaikit.report.charts import one_cycle_lrs
 from xaikit.report.method_sections import explanations_section, scores_section
 from xaikit.report.summary import format_shape, layer_summary
 from xaikit.specs import ModelSpec, Recipe
+from xaikit.explain import spread_over_classes
 from xaikit.train import TrainSettings, train
+from xaikit.train.runs import load_run, load_run_data
 
 EVIL_CLASS = "<script>alert(1)</script>"
 RUN_NAME = "run&<b>x</b>"
@@ -147,7 +149,8 @@ def test_figures_and_computed_files_are_written(report_run):
     assert not (report_run / "explanations.json").exists()  # `xaikit explain`'s file is left alone
 
 
-def test_gallery_shows_misclassified_images_with_overlays(page, report_run):
+def test_gallery_shows_misclassified_images_with_overlays(plugin_manager, page, report_run):
+    plugin_manager.register(TinyModels(), name="tiny-report-models")
     metrics = json.loads((report_run / "metrics.json").read_text())
     wrong = metrics["misclassified"]
     if not wrong:
@@ -157,7 +160,10 @@ def test_gallery_shows_misclassified_images_with_overlays(page, report_run):
     assert page.count('<div class="tile">') == shown
     assert f"{shown} of {len(wrong):,} misclassified" in page
     assert page.count('alt="gradcam map of misclassified test image') == shown
-    for test_id in wrong[:shown]:
+    labels = load_run_data(load_run(report_run)).test_labels
+    wrong_ids = torch.as_tensor(wrong)
+    expected = wrong_ids[spread_over_classes(labels[wrong_ids], shown)].tolist()
+    for test_id in expected:  # round-robin over the true classes of the wrong ones
         assert f'alt="misclassified test image {test_id}"' in page
 
 
