@@ -86,7 +86,7 @@ def test_lr_find_command(runner, tmp_path):
     result = runner.invoke(app, ["lr-find", "tiny-cli", "--dataset", "synthetic", "--subset", "30",
                                  "--device", "cpu", "--steps", "30", "--end-lr", "100", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "suggested max LR" in result.stdout and "valley" in result.stdout
+    assert "suggested max LR" in result.stdout and "rule: minimum/10" in result.stdout
     assert stdout_lines(result)[-1] == str(out)
     curve = json.loads((out / "lr_find.json").read_text())
     assert len(curve["lrs"]) == len(curve["losses"]) <= 30

@@ -180,13 +180,13 @@ def test_lr_range_test_restores_model_and_optimizer(tiny):
     assert result.lrs[0] <= result.suggested_lr <= result.lrs[-1]
 
 
-def test_suggest_lr_picks_a_point_inside_the_valley():
+def test_suggest_lr_is_a_tenth_of_the_lr_at_the_lowest_smoothed_loss():
     lrs = [10 ** (-6 + i * 0.1) for i in range(61)]  # 1e-6 .. 1
     # flat, then falling from 1e-4 to 1e-2, then rising
     losses = [2.3 if lr < 1e-4 else 2.3 - 0.5 * math.log10(lr / 1e-4) if lr < 1e-2 else 1.3 + 2 * math.log10(lr / 1e-2)
               for lr in lrs]
-    lr = suggest_lr(lrs, losses)
-    assert 1e-4 < lr < 1e-2
+    assert suggest_lr(lrs, losses) == pytest.approx(1e-3)
+    assert suggest_lr(lrs, losses[:-5] + [float("nan")] * 5) == pytest.approx(1e-3)
 
 
 def test_load_run_errors(tiny, tmp_path):

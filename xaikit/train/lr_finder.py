@@ -17,7 +17,7 @@ from xaikit.data import normalize
 from xaikit.runs_io import atomic_write_bytes, write_json
 from xaikit.train.loop import autocast, epoch_batches
 
-SUGGESTION_RULE = "valley"
+SUGGESTION_RULE = "minimum/10"
 
 
 @dataclass
@@ -60,34 +60,26 @@ def smooth_losses(losses: Sequence[float], beta: float = 0.98) -> list[float]:
 
 
 def suggest_lr(lrs: Sequence[float], smoothed: Sequence[float]) -> float:
-    """The "valley" rule (fastai 2.5's default for ``fit_one_cycle``).
+    """The "minimum / 10" rule: the LR at the lowest smoothed loss, divided by ten.
 
-    Find the longest run of steps along which the smoothed loss keeps falling (the longest
-    strictly decreasing subsequence, O(n^2) dynamic programming) and return the LR a little
-    past the start of its middle third: index ``start + s + s // 2`` with ``s = len // 3``.
+    At the minimum the LR is about to become too large (the loss turns up right after it),
+    so a tenth of it is the largest LR that is still safely in the falling part of the curve
+    (Smith 2018, "A disciplined approach to neural network hyper-parameters"; fastai's
+    ``lr_min``). One-cycle warms up to this peak.
 
-    Why this rule: the steepest-slope rule differentiates a noisy curve and jumps between
-    local wiggles on short tests; ``min / 10`` is robust but conservative for one-cycle,
-    whose warm-up tolerates a larger peak. The valley sits inside the broad region where
-    loss falls fastest and steadily, far from the blow-up, which is what ``max_lr`` needs.
+    Why this rule: on ULTIMUS (CIFAR-10, batch 128, AdamW) it suggests 8e-3, next to the
+    1e-2 that trains the 24-epoch recipe to 75.7%, while fastai's "valley" rule suggested
+    4.3e-4: the smoothed curve lags the raw one on a 100-step sweep, which drags the valley
+    to small LRs. The steepest-slope rule differentiates a noisy curve and jumps between
+    wiggles on short sweeps.
     """
-    n = len(smoothed)
-    if n == 0:
+    if len(smoothed) == 0:
         raise ValueError("no points on the LR curve")
-    if n < 3:
-        return float(lrs[0])
-    run_length = [1] * n
-    best_end, best_start = 0, 0
-    for i in range(1, n):
-        for j in range(i):
-            if smoothed[i] < smoothed[j] and run_length[i] < run_length[j] + 1:
-                run_length[i] = run_length[j] + 1
-        if run_length[i] > run_length[best_end]:
-            best_end = i
-            best_start = best_end - run_length[best_end]
-    third = (best_end - best_start) / 3
-    index = min(n - 1, max(0, best_start + int(third) + int(third / 2)))
-    return float(lrs[index])
+    finite = [(loss, i) for i, loss in enumerate(smoothed) if math.isfinite(loss)]
+    if not finite:
+        raise ValueError("every loss on the LR curve is non-finite")
+    index = min(finite)[1]
+    return float(lrs[index]) / 10.0
 
 
 def lr_range_test(
@@ -197,7 +189,7 @@ def plot_lr_curve(result: LRFinderResult, path: Path, title: str = "LR range tes
                  label=f"suggested max LR {result.suggested_lr:.3g} ({result.rule})")
     axes.set_xscale("log")
     finite = [v for v in result.smoothed if math.isfinite(v)]
-    if finite:  # show the valley, not the blow-up: clip the top at a little above the start
+    if finite:  # show the falling part, not the blow-up: clip the top at a little above the start
         low, start = min(finite), max(finite[0], min(finite))
         margin = 0.1 * (start - low) + 0.02 * abs(low) + 1e-6
         axes.set_ylim(low - margin, start + 2 * margin)
