@@ -25,6 +25,23 @@ from xaikit.errors import XaikitError
 TargetLike = int | Sequence[int] | Tensor | None
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Put ``model`` in eval mode for the block; restore every module's own flag afterwards."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, was_training in modes.items():
+            m.train(was_training)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a model without parameters)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
 def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     """Return the submodule called ``name`` in ``model.named_modules()``.
 
@@ -102,23 +119,16 @@ class Attribution:
 
     @property
     def device(self) -> torch.device:
-        for p in self.model.parameters():
-            return p.device
-        return torch.device("cpu")
+        return model_device(self.model)
 
     def __call__(self, x: Tensor, target: TargetLike = None) -> Tensor:
         """Attribution maps ``[B, H, W]`` (float, input resolution, model's device)."""
         if x.ndim != 4:
             raise XaikitError(f"expected images [B, C, H, W], got shape {tuple(x.shape)}")
         x = x.to(self.device, dtype=torch.float32)
-        modes = {m: m.training for m in self.model.modules()}
-        self.model.eval()
-        try:
+        with eval_mode(self.model):
             targets = resolve_targets(target, self.model, x)
             maps = self.attribute(x, targets)
-        finally:
-            for m, was_training in modes.items():
-                m.train(was_training)
         maps = maps.detach().float()
         if maps.ndim == 4:  # [B, C, h, w] -> sum over channels
             maps = maps.sum(dim=1)

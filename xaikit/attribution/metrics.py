@@ -3,7 +3,8 @@
 * :func:`deletion_insertion` -- deletion and insertion curves and their AUCs (Petsiuk, Das and
   Saenko, "RISE: Randomized Input Sampling for Explanation of Black-box Models", BMVC 2018),
   also for a seeded random map as a reference.
-* :func:`randomization_sanity` -- cascading model-parameter randomisation (Adebayo et al.,
+* :func:`~xaikit.attribution.sanity.randomization_sanity` (in sanity.py) -- cascading
+  model-parameter randomisation (Adebayo et al.,
   "Sanity Checks for Saliency Maps", NeurIPS 2018) scored by Spearman rank correlation.
 * :func:`completeness_gap` -- how far integrated-gradients maps are from summing to
   ``f_c(x) - f_c(baseline)`` (Sundararajan et al. 2017).
@@ -32,37 +33,24 @@ The dict of :func:`score_method` (read by ``xaikit explain`` and ``xaikit report
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import math
 import time
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xaikit.attribution.base import Attribution, TargetLike, resolve_layer, resolve_targets
+from xaikit.attribution.base import (
+    Attribution,
+    TargetLike,
+    eval_mode,
+    model_device,
+    resolve_targets,
+)
+from xaikit.attribution.sanity import randomization_sanity, spearman  # noqa: F401 (re-exported)
 from xaikit.errors import XaikitError
-
-RANDOMIZATION_THRESHOLD = 0.5  # mean |rho| at full randomisation at or above this fails
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, was_training in modes.items():
-            m.train(was_training)
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
-
 
 def auc_trapezoid(curve: Tensor, fractions: Tensor | None = None) -> Tensor:
     """Area under ``curve`` ``[..., K]`` over ``fractions`` (default: K equal steps of 0..1).
@@ -180,12 +168,12 @@ def deletion_insertion(
         raise XaikitError(f"maps {tuple(maps.shape)} do not fit images {tuple(x.shape)}")
     if steps < 1:
         raise XaikitError(f"steps must be >= 1, got {steps}")
-    device = _device(model)
+    device = model_device(model)
     x = x.to(device, torch.float32)
     b = x.shape[0]
     generator = torch.Generator().manual_seed(seed)
     random_maps = torch.rand(maps.shape, generator=generator).to(device)
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         targets = resolve_targets(target, model, x)
         fill = _fill_images(x, baseline, mean, blur_sigma)
         ranks = torch.cat([_ranks(maps.to(device).float())] * 2 + [_ranks(random_maps)] * 2)
@@ -201,123 +189,6 @@ def deletion_insertion(
     return result
 
 
-def spearman(a: Tensor, b: Tensor) -> Tensor:
-    """Spearman rank correlation of each row pair of ``a`` and ``b`` ``[B, ...]`` -> ``[B]``.
-
-    ``rho = pearson(rank(a), rank(b))`` with tied values given their average rank. A
-    constant map has no ranking to share: its rho is defined as 0.
-    """
-    def avg_ranks(v: Tensor) -> Tensor:
-        v = v.flatten(1).double()
-        s = v.sort(dim=1).values
-        lo = torch.searchsorted(s, v, right=False)
-        hi = torch.searchsorted(s, v, right=True)
-        return (lo + hi - 1).double() / 2
-
-    ra, rb = avg_ranks(a), avg_ranks(b)
-    ra = ra - ra.mean(dim=1, keepdim=True)
-    rb = rb - rb.mean(dim=1, keepdim=True)
-    denom = ra.norm(dim=1) * rb.norm(dim=1)
-    rho = (ra * rb).sum(dim=1) / denom.clamp_min(1e-12)
-    return torch.where(denom > 0, rho, torch.zeros_like(rho)).float()
-
-
-def _parameterised_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Modules that own parameters, from the logits back to the input (reverse definition order)."""
-    layers = [(n, m) for n, m in model.named_modules() if any(True for _ in m.parameters(False))]
-    return layers[::-1]
-
-
-def _reinitialise(module: nn.Module) -> None:
-    """``reset_parameters()`` where the module has it, else N(0, std of the old values)."""
-    if callable(getattr(module, "reset_parameters", None)):
-        module.reset_parameters()
-        return
-    with torch.no_grad():
-        for p in module.parameters(recurse=False):
-            std = float(p.float().std()) if p.numel() > 1 else 0.0
-            p.normal_(0.0, std if math.isfinite(std) and std > 0 else 0.02)
-
-
-def _bind(method: type[Attribution] | Attribution, model: nn.Module, layer: str | None,
-          method_kwargs: dict[str, Any]) -> Attribution:
-    if isinstance(method, Attribution):  # same options, other model
-        bound = copy.copy(method)
-        bound.model = model
-        if method.layer_name is not None:
-            bound.layer = resolve_layer(model, method.layer_name)
-        return bound
-    return method(model, layer=layer, **method_kwargs)
-
-
-def randomization_sanity(
-    model: nn.Module,
-    method_cls: type[Attribution] | Attribution,
-    x: Tensor,
-    target: TargetLike,
-    layer: str | None = None,
-    seed: int = 0,
-    *,
-    threshold: float = RANDOMIZATION_THRESHOLD,
-    method_kwargs: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Cascading model-parameter randomisation test (Adebayo et al., NeurIPS 2018).
-
-    On a deep copy of ``model`` the modules that own parameters are re-initialised one at a
-    time from the logits back to the input (``reset_parameters()`` where a module has it,
-    else ``N(0, std of the old values)``; seeded by ``seed``); after each step the maps are
-    recomputed for the *original* model's targets and compared with the original maps by
-    Spearman's rank correlation ``rho`` per image (:func:`spearman`). A method whose maps
-    explain the model must change: it **fails** when ``mean_i |rho_i|`` at full
-    randomisation is ``>= threshold`` (default 0.5). ``|rho|`` is used so that a map whose
-    sign flips but whose ranking survives still counts as unchanged.
-
-    Args:
-        model: The classifier; it is not modified.
-        method_cls: An ``Attribution`` subclass (built as ``method_cls(model, layer=layer,
-            **method_kwargs)``), or an instance, which is shallow-copied with its ``model``
-            and ``layer`` replaced (its options are kept).
-        x: Images ``[B, C, H, W]``.
-        target: Classes (``None``: the original model's predictions).
-        layer: Layer for CAM methods (``None``: the model's default).
-        seed: Seed of the re-initialisation.
-        threshold: Fail threshold on the final mean ``|rho|``.
-        method_kwargs: Constructor options when ``method_cls`` is a class.
-
-    Returns:
-        ``"layers"`` (names, cascade order), ``"rho_by_layer"`` ``[L, B]``, ``"rho_final"``
-        ``[B]``, ``"mean_abs_rho_final"``, ``"threshold"`` and ``"passes"``.
-    """
-    kwargs = dict(method_kwargs or {})
-    device = _device(model)
-    x = x.to(device, torch.float32)
-    with _eval_mode(model):
-        targets = resolve_targets(target, model, x)
-    original = _bind(method_cls, model, layer, kwargs)(x, targets)
-    randomised = copy.deepcopy(model)
-    layers = _parameterised_layers(randomised)
-    if not layers:
-        raise XaikitError(f"{type(model).__name__} has no parameters to randomise")
-    method = _bind(method_cls, randomised, layer, kwargs)
-    rhos = []
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        for _name, module in layers:
-            _reinitialise(module)
-            rhos.append(spearman(original, method(x, targets)).cpu())
-    rho_by_layer = torch.stack(rhos)
-    mean_abs = float(rho_by_layer[-1].abs().mean())
-    return {
-        "layers": [name for name, _ in layers],
-        "rho_by_layer": rho_by_layer,
-        "rho_final": rho_by_layer[-1],
-        "mean_abs_rho_final": mean_abs,
-        "threshold": threshold,
-        "passes": mean_abs < threshold,
-    }
-
-
 def completeness_gap(model: nn.Module, x: Tensor, maps: Tensor, target: TargetLike,
                      baseline: Tensor | float | None = None) -> Tensor:
     """``|sum(map) - (f_c(x) - f_c(baseline))|`` per image, on the logits (IG completeness).
@@ -327,10 +198,10 @@ def completeness_gap(model: nn.Module, x: Tensor, maps: Tensor, target: TargetLi
     integrated gradients the gap goes to 0 as the number of integration steps grows
     (Sundararajan et al. 2017, "completeness"). Returns a CPU tensor ``[B]``.
     """
-    device = _device(model)
+    device = model_device(model)
     x = x.to(device, torch.float32)
     base = torch.zeros_like(x) if baseline is None else torch.as_tensor(baseline).to(x).expand_as(x)
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         targets = resolve_targets(target, model, x)
         rows = torch.arange(x.shape[0], device=device)
         gain = model(x)[rows, targets] - model(base)[rows, targets]
@@ -412,9 +283,9 @@ def score_method(
     """
     kwargs = dict(method_kwargs or {})
     explainer = method if isinstance(method, Attribution) else method(model, layer=layer, **kwargs)
-    device = _device(model)
+    device = model_device(model)
     x = x.to(device, torch.float32)
-    with _eval_mode(model):
+    with eval_mode(model):
         targets = resolve_targets(target, model, x)
     if maps is None:
         started = time.perf_counter()
