@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from xaikit.train.loop import autocast
+from xaikit.train.loop import training_step
 
 
 class PILImageDataset(Dataset):
@@ -118,13 +118,7 @@ def train_plain_epoch(
         y = y.to(device, non_blocking=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, bf16):
-            logits = model(x)
-        loss = criterion(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        loss, logits = training_step(model, optimizer, scheduler, criterion, x, y, bf16=bf16)
         loss_sum += loss.detach() * y.shape[0]
         correct += (logits.argmax(dim=1) == y).sum()
         seen += y.shape[0]

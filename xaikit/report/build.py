@@ -314,20 +314,25 @@ def _explanation_rows(
             target,
             confidences=selection.confidences,
         )
-    rows = []
-    for i, test_id in enumerate(selection.ids):
-        image = selection.images[i]
-        rows.append(
-            method_sections.GridRow(
-                test_id=test_id,
-                true_class=run.classes[selection.labels[i]],
-                predicted_class=run.classes[selection.preds[i]],
-                confidence=float(selection.confidences[i]),
-                input_png=_png_bytes(image.permute(1, 2, 0).numpy()),
-                map_pngs={m: _png_bytes(overlay(image, maps[m][i], signed[m])) for m in names},
-            )
+    rows = [
+        method_sections.GridRow(
+            **_image_fields(selection, i, run),
+            map_pngs={m: _png_bytes(overlay(image, maps[m][i], signed[m])) for m in names},
         )
+        for i, image in enumerate(selection.images)
+    ]
     return rows, target
+
+
+def _image_fields(selection: Any, i: int, run: Run) -> dict[str, Any]:
+    """What a grid row and a gallery tile show of image ``i`` of a selection."""
+    return {
+        "test_id": selection.ids[i],
+        "true_class": run.classes[selection.labels[i]],
+        "predicted_class": run.classes[selection.preds[i]],
+        "confidence": float(selection.confidences[i]),
+        "input_png": _png_bytes(selection.images[i].permute(1, 2, 0).numpy()),
+    }
 
 
 def _gallery(
@@ -352,21 +357,13 @@ def _gallery(
     method = _gallery_method(names)
     maps = explain_model(model, selection.x, [method])[method] if method else None
     signed = bool(get_attribution(method).signed) if method else False
-    items = []
-    for i, test_id in enumerate(selection.ids):
-        image = selection.images[i]
-        items.append(
-            method_sections.GalleryItem(
-                test_id=test_id,
-                true_class=run.classes[selection.labels[i]],
-                predicted_class=run.classes[selection.preds[i]],
-                confidence=float(selection.confidences[i]),
-                input_png=_png_bytes(image.permute(1, 2, 0).numpy()),
-                overlay_png=_png_bytes(overlay(image, maps[i], signed))
-                if maps is not None
-                else None,
-            )
+    items = [
+        method_sections.GalleryItem(
+            **_image_fields(selection, i, run),
+            overlay_png=_png_bytes(overlay(image, maps[i], signed)) if maps is not None else None,
         )
+        for i, image in enumerate(selection.images)
+    ]
     png = charts.misclassified_figure(
         selection.images,
         maps,

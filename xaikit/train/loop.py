@@ -131,6 +131,28 @@ def _raise_if_diverged(
         )
 
 
+def training_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    criterion: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    bf16: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a batch (forward under autocast, fp32 loss, backward, step, LR
+    step); returns the loss and the logits, still on the device (no host synchronisation)."""
+    with autocast(x.device, bf16):
+        logits = model(x)
+    loss = criterion(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    return loss, logits
+
+
 def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -174,13 +196,7 @@ def train_one_epoch(
             x = x.contiguous(memory_format=torch.channels_last)
         y = labels[index]
         lrs.append(optimizer.param_groups[0]["lr"])
-        with autocast(device, bf16):
-            logits = model(x)
-        loss = criterion(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        loss, logits = training_step(model, optimizer, scheduler, criterion, x, y, bf16=bf16)
         detached = loss.detach()
         batch_losses[step] = detached
         loss_sum += detached * y.shape[0]
