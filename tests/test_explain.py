@@ -97,3 +97,11 @@ def test_cli_prints_the_table_and_the_output_paths(run: Path, tmp_path: Path):
     lines = result.stdout.strip().splitlines()
     assert lines[-2:] == [str(tmp_path / "explanations.png"), str(tmp_path / "explanations.json")]
     assert "gradcam" in result.stdout
+
+
+def test_sanity_images_zero_skips_the_randomisation_check(run: Path, tmp_path: Path):
+    result = CliRunner().invoke(app, ["explain", str(run), "--method", "saliency", "--images", "3",
+                                      "--sanity-images", "0", "--out", str(tmp_path), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads((tmp_path / "explanations.json").read_text())["methods"]["saliency"]
+    assert "randomization" not in scores and "deletion" in scores

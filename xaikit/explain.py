@@ -158,7 +158,7 @@ def explain_run(
         data_path: Data location, when it differs from the one recorded in the run.
         device: ``auto``, ``cpu`` or ``cuda``.
         batch_size: Images per method call.
-        sanity_images: Images used by the (costly) randomisation check.
+        sanity_images: Images used by the (costly) randomisation check; 0 skips it.
         progress: ``progress(method, done, total)`` after each batch.
 
     Returns:
@@ -181,8 +181,8 @@ def explain_run(
         method = cls(model, layer=layer if cls.uses_layer else None)
         maps, seconds = compute_maps(model, method, selection.x, targets, batch_size, progress)
         scores = score_method(
-            model, method, selection.x, targets, mean=None, sanity_images=sanity_images,
-            maps=maps, seconds=seconds,
+            model, method, selection.x, targets, mean=None, sanity=sanity_images > 0,
+            sanity_images=sanity_images, maps=maps, seconds=seconds,
         )
         scores.pop("per_image", None)
         scores["seconds_per_image"] = seconds / len(selection.ids)

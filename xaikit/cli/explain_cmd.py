@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from xaikit.explain import EXPLANATIONS_JSON, explain_run
+from xaikit.explain import EXPLANATIONS_JSON, explain_run, resolve_methods
 
 
 def _interval(score: dict | None, digits: int = 3) -> str:
@@ -52,8 +52,12 @@ def explain(
     data: Optional[str] = typer.Option(None, "--data", envvar="XAIKIT_DATA", help="Data path."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per method call."),
+    sanity_images: int = typer.Option(
+        8, "--sanity-images", help="Images for the randomisation check, which recomputes each "
+        "map once per layer (0: skip it)."),
 ) -> None:
     """Explain a run's predictions: a PNG grid and explanations.json with scores per method."""
+    methods = resolve_methods(method)  # an unknown name fails before any work starts
     err = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True) as bar:
@@ -64,8 +68,8 @@ def explain(
                 tasks[name] = bar.add_task(name, total=total)
             bar.update(tasks[name], completed=done)
 
-        record = explain_run(run, method, images, ids, misclassified, layer, out, data, device,
-                             batch_size, progress=progress)
+        record = explain_run(run, methods, images, ids, misclassified, layer, out, data, device,
+                             batch_size, sanity_images=sanity_images, progress=progress)
     Console().print(scores_table(record))
     folder = out or Path(record["run"])
     typer.echo(folder / record["grid"])
