@@ -21,25 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xaikit.errors import XaikitError
+from xaikit.modules import model_device, module_mode
 
 TargetLike = int | Sequence[int] | Tensor | None
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put ``model`` in eval mode for the block; restore every module's own flag afterwards."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, was_training in modes.items():
-            m.train(was_training)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (CPU for a model without parameters)."""
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def resolve_layer(model: nn.Module, name: str) -> nn.Module:
@@ -126,7 +110,7 @@ class Attribution:
         if x.ndim != 4:
             raise XaikitError(f"expected images [B, C, H, W], got shape {tuple(x.shape)}")
         x = x.to(self.device, dtype=torch.float32)
-        with eval_mode(self.model):
+        with module_mode(self.model, training=False):
             targets = resolve_targets(target, self.model, x)
             maps = self.attribute(x, targets)
         maps = maps.detach().float()

@@ -45,12 +45,11 @@ from torch import Tensor, nn
 from xaikit.attribution.base import (
     Attribution,
     TargetLike,
-    eval_mode,
-    model_device,
     resolve_targets,
 )
 from xaikit.attribution.sanity import randomization_sanity, spearman  # noqa: F401 (re-exported)
 from xaikit.errors import XaikitError
+from xaikit.modules import model_device, module_mode
 
 def auc_trapezoid(curve: Tensor, fractions: Tensor | None = None) -> Tensor:
     """Area under ``curve`` ``[..., K]`` over ``fractions`` (default: K equal steps of 0..1).
@@ -173,7 +172,7 @@ def deletion_insertion(
     b = x.shape[0]
     generator = torch.Generator().manual_seed(seed)
     random_maps = torch.rand(maps.shape, generator=generator).to(device)
-    with eval_mode(model), torch.no_grad():
+    with module_mode(model, training=False), torch.no_grad():
         targets = resolve_targets(target, model, x)
         fill = _fill_images(x, baseline, mean, blur_sigma)
         ranks = torch.cat([_ranks(maps.to(device).float())] * 2 + [_ranks(random_maps)] * 2)
@@ -201,7 +200,7 @@ def completeness_gap(model: nn.Module, x: Tensor, maps: Tensor, target: TargetLi
     device = model_device(model)
     x = x.to(device, torch.float32)
     base = torch.zeros_like(x) if baseline is None else torch.as_tensor(baseline).to(x).expand_as(x)
-    with eval_mode(model), torch.no_grad():
+    with module_mode(model, training=False), torch.no_grad():
         targets = resolve_targets(target, model, x)
         rows = torch.arange(x.shape[0], device=device)
         gain = model(x)[rows, targets] - model(base)[rows, targets]
@@ -285,7 +284,7 @@ def score_method(
     explainer = method if isinstance(method, Attribution) else method(model, layer=layer, **kwargs)
     device = model_device(model)
     x = x.to(device, torch.float32)
-    with eval_mode(model):
+    with module_mode(model, training=False):
         targets = resolve_targets(target, model, x)
     if maps is None:
         started = time.perf_counter()

@@ -19,12 +19,11 @@ from torch import Tensor, nn
 from xaikit.attribution.base import (
     Attribution,
     TargetLike,
-    eval_mode,
-    model_device,
     resolve_layer,
     resolve_targets,
 )
 from xaikit.errors import XaikitError
+from xaikit.modules import model_device, module_mode
 
 RANDOMIZATION_THRESHOLD = 0.5  # mean |rho| at full randomisation at or above this fails
 
@@ -119,7 +118,7 @@ def randomization_sanity(
     kwargs = dict(method_kwargs or {})
     device = model_device(model)
     x = x.to(device, torch.float32)
-    with eval_mode(model):
+    with module_mode(model, training=False):
         targets = resolve_targets(target, model, x)
     original = _bind(method_cls, model, layer, kwargs)(x, targets)
     randomised = copy.deepcopy(model)

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from xaikit.errors import XaikitError
+from xaikit.modules import model_device, module_mode
 
 
 @dataclass(frozen=True)
@@ -107,11 +108,10 @@ def layer_summary(
         XaikitError: the model cannot run on an input of that shape (one line).
     """
     if device is None:
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        device = model_device(model)
     rows: list[LayerRow] = []
     counted: set[int] = set()
     handles: list[RemovableHandle] = []
-    modes = {m: m.training for m in model.modules()}
 
     def make_hook(name: str):
         def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
@@ -133,10 +133,8 @@ def layer_summary(
     try:
         for name, module in _hooked_modules(model):
             handles.append(module.register_forward_hook(make_hook(name)))
-        model.eval()
-        dummy = torch.zeros(batch_size, *input_shape, device=device)
-        with torch.no_grad():
-            model(dummy)
+        with module_mode(model, training=False), torch.no_grad():
+            model(torch.zeros(batch_size, *input_shape, device=device))
     except (RuntimeError, ValueError, TypeError) as exc:
         detail = " ".join(str(exc).split())[:200]
         raise XaikitError(
@@ -145,8 +143,6 @@ def layer_summary(
     finally:
         for handle in handles:
             handle.remove()
-        for module, was_training in modes.items():
-            module.train(was_training)
     total, trainable = count_parameters(model)
     return ModelSummary(
         rows=rows,

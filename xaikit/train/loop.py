@@ -18,6 +18,7 @@ from torch import nn
 
 from xaikit.data import normalize
 from xaikit.errors import DivergedError
+from xaikit.modules import model_device, module_mode
 from xaikit.specs import Recipe
 
 
@@ -131,25 +132,45 @@ def _raise_if_diverged(
         )
 
 
+def training_batch(
+    images: torch.Tensor,
+    index: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    augment: Callable[..., torch.Tensor] | None,
+    generator: torch.Generator,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """The normalised, augmented input batch ``images[index]`` as training sees it."""
+    x = normalize(images[index], mean, std)
+    if augment is not None:
+        x = augment(x, generator=generator)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 def training_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
     criterion: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     *,
     bf16: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step on a batch (forward under autocast, fp32 loss, backward, step, LR
-    step); returns the loss and the logits, still on the device (no host synchronisation)."""
+    """One optimizer step on a batch (forward under autocast, fp32 loss, backward, step, then
+    the LR schedule's step when there is one); returns the loss and the logits, still on the
+    device (no host synchronisation)."""
     with autocast(x.device, bf16):
         logits = model(x)
     loss = criterion(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    scheduler.step()
+    if scheduler is not None:
+        scheduler.step()
     return loss, logits
 
 
@@ -189,11 +210,7 @@ def train_one_epoch(
     seen, checked = 0, 0
     model.train()
     for step, index in enumerate(batches):
-        x = normalize(images[index], mean, std)
-        if augment is not None:
-            x = augment(x, generator=generator)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = training_batch(images, index, mean, std, augment, generator, channels_last)
         y = labels[index]
         lrs.append(optimizer.param_groups[0]["lr"])
         loss, logits = training_step(model, optimizer, scheduler, criterion, x, y, bf16=bf16)
@@ -227,14 +244,12 @@ def predict_logits(
     """Float32 logits ``[N, K]`` for uint8 images, in large batches, without a sync per batch.
 
     Batches are moved to ``device`` (default: the model's) and the result stays there. The
-    model runs in eval mode; its train/eval flag is restored afterwards. ``flip`` mirrors
+    model runs in eval mode; every module's train/eval flag is restored afterwards. ``flip`` mirrors
     every image left-right first (for test-time augmentation).
     """
     if device is None:
-        device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+        device = model_device(model)
+    with module_mode(model, training=False):
         outputs = []
         for start in range(0, images_uint8.shape[0], batch_size):
             x = normalize(images_uint8[start : start + batch_size].to(device, non_blocking=True), mean, std)
@@ -244,11 +259,9 @@ def predict_logits(
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, bf16):
                 outputs.append(model(x).float())
-        if not outputs:
-            return torch.zeros(0, 0, device=device)
-        return torch.cat(outputs)
-    finally:
-        model.train(was_training)
+    if not outputs:
+        return torch.zeros(0, 0, device=device)
+    return torch.cat(outputs)
 
 
 def evaluate_split(

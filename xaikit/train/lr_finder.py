@@ -13,9 +13,9 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from xaikit.data import normalize
+from xaikit.modules import module_mode
 from xaikit.runs_io import atomic_write_bytes, write_json
-from xaikit.train.loop import autocast, epoch_batches
+from xaikit.train.loop import epoch_batches, training_batch, training_step
 
 SUGGESTION_RULE = "minimum/10"
 
@@ -121,47 +121,36 @@ def lr_range_test(
         generator = torch.Generator(device=device).manual_seed(0)
     model_state = copy.deepcopy(model.state_dict())
     optimizer_state = copy.deepcopy(optimizer.state_dict())
-    was_training = model.training
     lrs: list[float] = []
     losses: list[float] = []
     stopped_early = False
     best, average = math.inf, 0.0
-    try:
-        model.train()
-        batches: list[torch.Tensor] = []
-        for step in range(steps):
-            if not batches:
-                batches = list(epoch_batches(images.shape[0], batch_size, generator, device))
-            index = batches.pop(0)
-            lr = start_lr * (end_lr / start_lr) ** (step / (steps - 1))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x = normalize(images[index], mean, std)
-            if augment is not None:
-                x = augment(x, generator=generator)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(device, bf16):
-                logits = model(x)
-            loss = criterion(logits.float(), labels[index])
+    with module_mode(model, training=True):
+        try:
+            batches: list[torch.Tensor] = []
+            for step in range(steps):
+                if not batches:
+                    batches = list(epoch_batches(images.shape[0], batch_size, generator, device))
+                index = batches.pop(0)
+                lr = start_lr * (end_lr / start_lr) ** (step / (steps - 1))
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                x = training_batch(images, index, mean, std, augment, generator, channels_last)
+                loss, _ = training_step(model, optimizer, None, criterion, x, labels[index], bf16=bf16)
+                lrs.append(lr)
+                losses.append(loss.item())  # the test needs the loss on the host every step
+                average = beta * average + (1 - beta) * losses[-1]
+                smoothed_now = average / (1 - beta ** len(losses))
+                if on_step is not None:
+                    on_step(step + 1, lr, losses[-1])
+                if not math.isfinite(smoothed_now) or smoothed_now > diverge_factor * best:
+                    stopped_early = True
+                    break
+                best = min(best, smoothed_now)
+        finally:
+            model.load_state_dict(model_state)
+            optimizer.load_state_dict(optimizer_state)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            lrs.append(lr)
-            losses.append(loss.item())  # the test needs the loss on the host every step
-            average = beta * average + (1 - beta) * losses[-1]
-            smoothed_now = average / (1 - beta ** len(losses))
-            if on_step is not None:
-                on_step(step + 1, lr, losses[-1])
-            if not math.isfinite(smoothed_now) or smoothed_now > diverge_factor * best:
-                stopped_early = True
-                break
-            best = min(best, smoothed_now)
-    finally:
-        model.load_state_dict(model_state)
-        optimizer.load_state_dict(optimizer_state)
-        optimizer.zero_grad(set_to_none=True)
-        model.train(was_training)
     smoothed = smooth_losses(losses, beta)
     # The exploding tail is not part of the curve the suggestion may pick from.
     usable = len(smoothed) - 1 if stopped_early and len(smoothed) > 1 else len(smoothed)

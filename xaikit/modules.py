@@ -1,0 +1,30 @@
+"""Small helpers about ``nn.Module`` state shared by training, attribution and reports."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+from torch import nn
+
+
+@contextlib.contextmanager
+def module_mode(model: nn.Module, training: bool) -> Iterator[None]:
+    """Set ``model.train(training)`` for the block, then restore every submodule's own flag.
+
+    Restoring each submodule (not only the top-level flag) keeps deliberate mixes intact, such
+    as a BatchNorm frozen in eval mode inside a model that trains.
+    """
+    modes = {m: m.training for m in model.modules()}
+    model.train(training)
+    try:
+        yield
+    finally:
+        for m, was_training in modes.items():
+            m.train(was_training)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a model without parameters)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
