@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import json
-import re
 import types
 from pathlib import Path
 
