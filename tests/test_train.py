@@ -243,3 +243,22 @@ def test_build_optimizer_adam_is_decoupled_and_sgd_nesterov():
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.9
     with pytest.raises(XaikitError, match="adam or sgd"):
         build_optimizer(model, Recipe(optimizer="lion"), torch.device("cpu"))
+
+
+def test_prediction_and_the_lr_range_test_restore_every_modules_flag():
+    """A BatchNorm frozen in eval mode inside a training model stays frozen."""
+    from xaikit.train.loop import predict_logits
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    model.train()
+    model[1].eval()
+    images = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.arange(8) % 3
+    stats = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    predict_logits(model, images, *stats)
+    assert model.training and not model[1].training
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    lr_range_test(model, optimizer, nn.CrossEntropyLoss(), images, labels, *stats,
+                  batch_size=4, steps=3)
+    assert model.training and not model[1].training
