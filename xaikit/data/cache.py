@@ -2,7 +2,7 @@
 
 A cache file is a ``torch.save`` of plain tensors, lists and strings, loaded with
 ``torch.load(weights_only=True)`` so that reading it never executes code. It is written to a
-temporary file in the same folder and moved into place with ``os.replace``, so a reader never
+temporary file in the same folder and moved into place (``runs_io.atomic_path``), so a reader never
 sees half a file and concurrent writers do not corrupt each other. The key is the source's
 fingerprint (absolute path, sizes and modification times of its files) plus a format version.
 """
@@ -10,15 +10,14 @@ fingerprint (absolute path, sizes and modification times of its files) plus a fo
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from xaikit.runs_io import atomic_path
 from xaikit.specs import DataBundle
 
 CACHE_FORMAT_VERSION = 1
@@ -68,24 +67,11 @@ def save_cached(file: Path, bundle: DataBundle) -> None:
         "std": list(bundle.std),
         "source": bundle.source,
     }
-    tmp_name = None
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            dir=file.parent, prefix=f".{file.name}.", suffix=".tmp", delete=False
-        ) as tmp:
-            tmp_name = tmp.name
+        with atomic_path(file) as tmp:
             torch.save(payload, tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.chmod(tmp_name, 0o644)  # the cache may be shared; mkstemp made it 0600
-        os.replace(tmp_name, file)
-        tmp_name = None
     except OSError as exc:
         warnings.warn(f"could not write data cache {file}: {exc}", stacklevel=2)
-    finally:
-        if tmp_name is not None and os.path.exists(tmp_name):
-            os.unlink(tmp_name)
 
 
 def cached(file: Path, build: Callable[[], DataBundle]) -> DataBundle:
