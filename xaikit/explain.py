@@ -85,6 +85,7 @@ def select_images(
     ``n_images`` spread over the classes (:func:`spread_over_classes`), only misclassified ones
     with ``misclassified``."""
     total = len(data.test_labels)
+    probs = None  # of the chosen images; computed once
     if ids:
         bad = [i for i in ids if not 0 <= i < total]
         if bad:
@@ -93,15 +94,17 @@ def select_images(
     elif n_images < 1:
         raise XaikitError("--images must be at least 1")
     elif misclassified:
-        probs = predict(model, data.test_images, data.mean, data.std, device)
-        wrong = (probs.argmax(1).cpu() != data.test_labels.cpu()).nonzero().flatten()
+        all_probs = predict(model, data.test_images, data.mean, data.std, device).cpu()
+        wrong = (all_probs.argmax(1) != data.test_labels.cpu()).nonzero().flatten()
         if len(wrong) == 0:
             raise XaikitError("the model classifies every test image correctly; nothing to show")
         chosen = wrong[spread_over_classes(data.test_labels.cpu()[wrong], n_images)]
+        probs = all_probs[chosen]
     else:
         chosen = spread_over_classes(data.test_labels, n_images)
     images = data.test_images.cpu()[chosen]
-    probs = predict(model, images, data.mean, data.std, device).cpu()
+    if probs is None:
+        probs = predict(model, images, data.mean, data.std, device).cpu()
     x = normalize(images.to(device), data.mean, data.std)
     return Selection(
         ids=chosen.tolist(),
