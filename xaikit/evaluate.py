@@ -16,7 +16,7 @@ from torch import nn
 
 from xaikit.runs_io import write_json
 from xaikit.train.env import now_iso, resolve_device
-from xaikit.train.loop import predict_logits
+from xaikit.train.loop import flip_tta_probs, predict_logits
 
 if TYPE_CHECKING:
     from xaikit.train.runs import Run
@@ -43,11 +43,10 @@ def predict(
     device = resolve_device(device)
     model = model.to(device)
     kwargs = dict(batch_size=batch_size, device=device)
-    probs = predict_logits(model, images_uint8, mean, std, **kwargs).softmax(dim=1)
+    logits = predict_logits(model, images_uint8, mean, std, **kwargs)
     if tta:
-        flipped = predict_logits(model, images_uint8, mean, std, flip=True, **kwargs)
-        probs = (probs + flipped.softmax(dim=1)) / 2
-    return probs
+        return flip_tta_probs(model, images_uint8, mean, std, logits, **kwargs)
+    return logits.softmax(dim=1)
 
 
 def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, k: int) -> torch.Tensor:

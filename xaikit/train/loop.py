@@ -264,6 +264,20 @@ def predict_logits(
     return torch.cat(outputs)
 
 
+def flip_tta_probs(
+    model: nn.Module,
+    images_uint8: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    logits: torch.Tensor,
+    **kwargs: object,
+) -> torch.Tensor:
+    """Flip test-time augmentation: the mean of the softmax of each image (its ``logits``) and
+    of its mirror image. ``kwargs`` go to :func:`predict_logits`."""
+    flipped = predict_logits(model, images_uint8, mean, std, flip=True, **kwargs)
+    return (logits.softmax(dim=1) + flipped.softmax(dim=1)) / 2
+
+
 def evaluate_split(
     model: nn.Module,
     images: torch.Tensor,
@@ -288,7 +302,6 @@ def evaluate_split(
         "acc": (logits.argmax(dim=1) == labels).float().mean().item(),
     }
     if tta:
-        flipped = predict_logits(model, images, mean, std, flip=True, **kwargs)
-        probs = logits.softmax(dim=1) + flipped.softmax(dim=1)
+        probs = flip_tta_probs(model, images, mean, std, logits, **kwargs)
         result["acc_tta"] = (probs.argmax(dim=1) == labels).float().mean().item()
     return result
