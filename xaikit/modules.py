@@ -28,3 +28,9 @@ def module_mode(model: nn.Module, training: bool) -> Iterator[None]:
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter (CPU for a model without parameters)."""
     return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """``(total, trainable)`` parameter counts, each shared parameter once."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)

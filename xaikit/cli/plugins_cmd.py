@@ -9,15 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from xaikit.modules import count_parameters
 from xaikit.plugins import get_plugin_manager
 from xaikit.registry import attribution_entries, dataset_entries, model_entries
 
 app = typer.Typer(help="Inspect installed plugins.", no_args_is_help=True)
-
-
-def count_parameters(spec: Any) -> int:
-    model = spec.create()
-    return sum(p.numel() for p in model.parameters())
 
 
 def plugins_summary() -> dict[str, Any]:
@@ -29,7 +25,7 @@ def plugins_summary() -> dict[str, Any]:
             "name": e.name,
             "plugin": e.plugin,
             "distribution": dists.get(e.plugin, "?"),
-            "params": count_parameters(e.obj),
+            "params": count_parameters(e.obj.create())[0],
             "target_layer": e.obj.target_layer,
             "input_shape": list(e.obj.input_shape),
             "num_classes": e.obj.num_classes,

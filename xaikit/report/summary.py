@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from xaikit.errors import XaikitError
-from xaikit.modules import model_device, module_mode
+from xaikit.modules import count_parameters, model_device, module_mode
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,6 @@ class ModelSummary:
     total_params: int
     trainable_params: int
     input_shape: tuple[int, ...]
-
-
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """``(total, trainable)`` parameter counts, each shared parameter once."""
-    params = list(model.parameters())
-    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
 
 
 def _shape_of(output: Any) -> Any:
