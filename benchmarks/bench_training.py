@@ -12,8 +12,8 @@ What a round times:
 Both loops get the same model (seeded), optimizer (``build_optimizer`` of the model's recipe),
 one-cycle schedule over the round's steps (``build_scheduler``), loss (cross-entropy with the
 recipe's label smoothing) and augmentation: random crop (padding 4, reflect) and flip. The
-resnet recipes' cutout is left out of both, as the plain loop has no cutout. On CUDA both use
-what the trainer uses there: bf16 autocast and channels-last.
+resnet recipes' cutout is left out of both, as the plain loop has no cutout. Both use what the
+trainer uses: a channels-last model and batches on every device, bf16 autocast on CUDA.
 
 * ``xaikit``: the data set as uint8 tensors on the device (moved once, before timing),
   whole-batch normalisation and ``BatchAugment``, ``xaikit.train.loop.train_one_epoch``.
@@ -106,9 +106,8 @@ def test_training_throughput(benchmark, training_data, device, model, loop) -> N
     def fresh_state() -> dict[str, Any]:
         torch.manual_seed(0)
         net = create_model(model_name, num_classes=len(bundle.classes)).to(device)
-        if on_cuda:
-            net = net.to(memory_format=torch.channels_last)
-        optimizer = build_optimizer(net, recipe, device)
+        net = net.to(memory_format=torch.channels_last)
+        optimizer = build_optimizer(net, recipe)
         scheduler = build_scheduler(optimizer, recipe, steps)
         return {"model": net, "optimizer": optimizer, "scheduler": scheduler}
 
@@ -124,7 +123,7 @@ def test_training_throughput(benchmark, training_data, device, model, loop) -> N
             result = train_one_epoch(
                 model, optimizer, scheduler, criterion, device_images, device_labels,
                 bundle.mean, bundle.std, augment, batch_size, generator, epoch=1,
-                bf16=on_cuda, channels_last=on_cuda,
+                bf16=on_cuda, channels_last=True,
             )
             synchronize(device)
             return result.loss
@@ -142,7 +141,7 @@ def test_training_throughput(benchmark, training_data, device, model, loop) -> N
         def run(model, optimizer, scheduler, loader) -> float:
             result = train_plain_epoch(
                 model, optimizer, scheduler, criterion, loader, device,
-                bf16=on_cuda, channels_last=on_cuda,
+                bf16=on_cuda, channels_last=True,
             )
             synchronize(device)
             return result.loss

@@ -112,7 +112,7 @@ def test_plain_loop_and_pipeline_train_the_same_model_the_same_way() -> None:
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
 
     def fresh(model: nn.Module):
-        optimizer = build_optimizer(model, recipe, device)
+        optimizer = build_optimizer(model, recipe)
         return optimizer, build_scheduler(optimizer, recipe, steps_per_epoch=1)
 
     ours = tiny_bn_net()

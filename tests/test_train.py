@@ -237,12 +237,12 @@ def test_resolve_device():
 
 def test_build_optimizer_adam_is_decoupled_and_sgd_nesterov():
     model = TinyNet()
-    adam = build_optimizer(model, Recipe(optimizer="adam"), torch.device("cpu"))
-    sgd = build_optimizer(model, Recipe(optimizer="sgd", momentum=0.9), torch.device("cpu"))
+    adam = build_optimizer(model, Recipe(optimizer="adam"))
+    sgd = build_optimizer(model, Recipe(optimizer="sgd", momentum=0.9))
     assert isinstance(adam, torch.optim.AdamW)
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.9
     with pytest.raises(XaikitError, match="adam or sgd"):
-        build_optimizer(model, Recipe(optimizer="lion"), torch.device("cpu"))
+        build_optimizer(model, Recipe(optimizer="lion"))
 
 
 def test_prediction_and_the_lr_range_test_restore_every_modules_flag():
@@ -262,3 +262,44 @@ def test_prediction_and_the_lr_range_test_restore_every_modules_flag():
     lr_range_test(model, optimizer, nn.CrossEntropyLoss(), images, labels, *stats,
                   batch_size=4, steps=3)
     assert model.training and not model[1].training
+
+
+def test_loss_is_read_every_sync_every_batches_and_a_nan_between_reads_is_named():
+    """The CUDA fast path reads the loss only every ``sync_every`` batches; run it on the CPU."""
+    from xaikit.data import load_data
+    from xaikit.train.loop import build_scheduler, train_one_epoch
+
+    data = load_data("synthetic")
+    images, labels = data.train_images[:80], data.train_labels[:80]  # 10 batches of 8
+
+    def run(model, **kwargs):
+        optimizer = build_optimizer(model, TINY_RECIPE)
+        scheduler = build_scheduler(optimizer, TINY_RECIPE, steps_per_epoch=10)
+        reads = []
+        result = train_one_epoch(
+            model, optimizer, scheduler, nn.CrossEntropyLoss(), images, labels, data.mean,
+            data.std, None, 8, torch.Generator().manual_seed(0), epoch=1, sync_every=4,
+            on_progress=lambda step, loss, acc, lr: reads.append(step), **kwargs,
+        )
+        return result, reads
+
+    torch.manual_seed(0)
+    result, reads = run(TinyNet().to(memory_format=torch.channels_last), bf16=True, channels_last=True)
+    assert reads == [4, 8, 10] and math.isfinite(result.loss) and 0 <= result.acc <= 1
+    with pytest.raises(DivergedError, match=r"epoch 1, batch 6 \(lr"):
+        run(TinyNet(nan_after=5))  # batch 6 is NaN; it is found at the read after batch 8
+
+
+def test_bf16_and_channels_last_training_on_the_cpu_gives_a_loadable_run(tiny, tmp_path):
+    folder = train(settings(bf16=True, epochs=1), tmp_path / "run", show_progress=False)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["flags"]["bf16"] is True and config["flags"]["channels_last"] is True
+    assert math.isfinite(json.loads((folder / "history.json").read_text())[0]["train_loss"])
+    model = load_model(load_run(folder))
+    assert model.features[0].weight.is_contiguous()  # explain and evaluate get an NCHW model
+
+
+def test_optimizers_use_the_fused_kernels():
+    model = TinyNet()
+    for name in ("adam", "sgd"):
+        assert build_optimizer(model, Recipe(optimizer=name)).defaults["fused"] is True
