@@ -46,11 +46,25 @@ class TinyNet(nn.Module):
         return out
 
 
+class ViewNet(nn.Module):
+    """Flattens a conv output with ``view``, as many tutorials do: it cannot run channels_last."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, stride=4)
+        self.fc = nn.Linear(2 * 8 * 8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        return self.fc(x.view(x.shape[0], -1))
+
+
 class TinyModels:
     @hookimpl
     def register_models(self, register):
         register(ModelSpec("tiny", TinyNet, "features.0", recipe=TINY_RECIPE))
         register(ModelSpec("tiny-wide", lambda **kw: TinyNet(width=9, **kw), "features.0", recipe=TINY_RECIPE))
+        register(ModelSpec("view-net", ViewNet, "conv", recipe=TINY_RECIPE))
 
 
 @pytest.fixture
@@ -303,3 +317,19 @@ def test_optimizers_use_the_fused_kernels():
     model = TinyNet()
     for name in ("adam", "sgd"):
         assert build_optimizer(model, Recipe(optimizer=name)).defaults["fused"] is True
+
+
+def test_a_model_that_cannot_run_channels_last_trains_and_resumes_in_nchw(tiny, tmp_path):
+    with pytest.raises(RuntimeError, match="view"):
+        ViewNet()(torch.zeros(1, 3, 32, 32).contiguous(memory_format=torch.channels_last))
+
+    def kill_after_first_epoch(record):
+        raise Killed
+
+    with pytest.raises(Killed):
+        train(settings(model="view-net"), tmp_path / "run", show_progress=False,
+              on_epoch_end=kill_after_first_epoch)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["flags"]["channels_last"] is False
+    resume(tmp_path / "run", show_progress=False)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and math.isfinite(history[-1]["train_loss"])

@@ -120,6 +120,7 @@ class _Session:
     model: nn.Module
     generator: torch.Generator
     bf16: bool
+    channels_last: bool
     history: list[dict[str, Any]] = field(default_factory=list)
     start_epoch: int = 1
     resume_state: dict[str, Any] | None = None  # a checkpoint to continue from
@@ -131,11 +132,27 @@ class _Session:
         return int(self.config["flags"].get("sync_every", 20))
 
 
-def _channels_last(model: nn.Module) -> nn.Module:
-    """The model in channels_last (NHWC) memory format, which training uses on every device:
-    cuDNN's tensor-core convolutions want it on CUDA, and on the CPU oneDNN trains ULTIMUS 1.4x
-    faster with it (7,300 against 5,100 images/s on 2 cores)."""
-    return model.to(memory_format=torch.channels_last)
+def to_channels_last(model: nn.Module, data: DataBundle) -> bool:
+    """Put ``model`` (in place) in channels_last (NHWC) memory format if it runs in it; say if it does.
+
+    Training uses channels_last on every device: cuDNN's tensor-core convolutions want it on
+    CUDA, and on the CPU oneDNN trains ULTIMUS 1.4x faster with it (7,300 against 5,100
+    images/s on 2 cores). A model that reshapes activations with ``view`` (``x.view(len(x),
+    -1)`` after a conv, common in tutorials) cannot take NHWC tensors, so the model is probed
+    once on two training images and stays NCHW if that forward pass raises.
+    """
+    from xaikit.data import normalize
+    from xaikit.modules import module_mode
+
+    model.to(memory_format=torch.channels_last)
+    x = normalize(data.train_images[:2], data.mean, data.std).contiguous(memory_format=torch.channels_last)
+    try:
+        with torch.no_grad(), module_mode(model, training=False):
+            model(x)
+    except RuntimeError:
+        model.to(memory_format=torch.contiguous_format)
+        return False
+    return True
 
 
 def _new_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -173,13 +190,13 @@ def run_lr_range_test(
     if model is None:
         torch.manual_seed(seed)
         model = spec.create(**(model_kwargs or {})).to(device)
-    model = _channels_last(model)
+    channels_last = to_channels_last(model, data)
     optimizer = build_optimizer(model, recipe)
     return lr_range_test(
         model, optimizer, _criterion(recipe), data.train_images, data.train_labels, data.mean,
         data.std, batch_size=recipe.batch_size, augment=_augment(recipe), start_lr=start_lr,
         end_lr=end_lr, steps=steps, generator=_new_generator(device, seed), bf16=bf16,
-        channels_last=True, on_step=on_step,
+        channels_last=channels_last, on_step=on_step,
     )
 
 
@@ -210,6 +227,7 @@ def train(
     model_kwargs = {"num_classes": len(data.classes), **settings.model_kwargs}
     torch.manual_seed(settings.seed)
     model = spec.create(**model_kwargs).to(device)
+    channels_last = to_channels_last(model, data)
     lr_test: LRFinderResult | None = None
     if settings.max_lr_auto:
         lr_test = run_lr_range_test(
@@ -231,7 +249,7 @@ def train(
         "recipe": recipe.to_dict(),
         "flags": {
             "compile": settings.compile, "tta": settings.tta, "bf16": bf16,
-            "channels_last": True, "max_lr_auto": settings.max_lr_auto,
+            "channels_last": channels_last, "max_lr_auto": settings.max_lr_auto,
             "sync_every": settings.sync_every,
         },
         "overrides": settings.recipe_overrides(),
@@ -247,7 +265,7 @@ def train(
     write_json(folder / ENV_NAME, environment_record(device, settings.seed))
     write_json(folder / HISTORY_NAME, [])
     session = _Session(folder, config, recipe, device, data, model,
-                       _new_generator(device, settings.seed), bf16)
+                       _new_generator(device, settings.seed), bf16, channels_last)
     return _fit(session, show_progress, on_epoch_end)
 
 
@@ -272,7 +290,9 @@ def resume(
     torch.manual_seed(seed)
     kwargs = dict(config.get("model_kwargs") or {})
     model = run.spec.create(**kwargs).to(target)
-    session = _Session(run.path, config, recipe, target, data, model, _new_generator(target, seed), bf16)
+    channels_last = bool(flags.get("channels_last")) and to_channels_last(model, data)
+    session = _Session(run.path, config, recipe, target, data, model, _new_generator(target, seed),
+                       bf16, channels_last)
     checkpoint_path = run.path / CHECKPOINT_NAME
     if checkpoint_path.is_file():
         checkpoint = load_checkpoint(checkpoint_path, map_location=target)
@@ -290,8 +310,8 @@ def resume(
 
 
 def _fit(session: _Session, show_progress: bool | None, on_epoch_end: EpochCallback | None) -> Path:
-    recipe, device, data = session.recipe, session.device, session.data
-    model = _channels_last(session.model)
+    recipe, data = session.recipe, session.data
+    model = session.model
     optimizer = build_optimizer(model, recipe)
     steps = steps_per_epoch(int(data.train_labels.shape[0]), recipe.batch_size)
     scheduler = build_scheduler(optimizer, recipe, steps)
@@ -318,7 +338,7 @@ def _fit(session: _Session, show_progress: bool | None, on_epoch_end: EpochCallb
                 result = train_one_epoch(
                     net, optimizer, scheduler, criterion, data.train_images, data.train_labels,
                     data.mean, data.std, augment, recipe.batch_size, session.generator,
-                    epoch=epoch, bf16=session.bf16, channels_last=True,
+                    epoch=epoch, bf16=session.bf16, channels_last=session.channels_last,
                     sync_every=session.sync_every, on_progress=progress.update_batch,
                 )
             except DivergedError as exc:
@@ -327,7 +347,7 @@ def _fit(session: _Session, show_progress: bool | None, on_epoch_end: EpochCallb
                 raise DivergedError(f"{exc}; {kept}") from None
             test = evaluate_split(
                 net, data.test_images, data.test_labels, data.mean, data.std, tta=tta,
-                bf16=session.bf16, channels_last=True,
+                bf16=session.bf16, channels_last=session.channels_last,
             )
             record = {
                 "epoch": epoch, "train_loss": result.loss, "train_acc": result.acc,
