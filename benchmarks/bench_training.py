@@ -13,7 +13,8 @@ Both loops get the same model (seeded), optimizer (``build_optimizer`` of the mo
 one-cycle schedule over the round's steps (``build_scheduler``), loss (cross-entropy with the
 recipe's label smoothing) and augmentation: random crop (padding 4, reflect) and flip. The
 resnet recipes' cutout is left out of both, as the plain loop has no cutout. Both use what the
-trainer uses: a channels-last model and batches on every device, bf16 autocast on CUDA.
+trainer uses: a channels-last model and batches on every device, bf16 autocast and cuDNN
+autotuning (``torch.backends.cudnn.benchmark``) on CUDA.
 
 * ``xaikit``: the data set as uint8 tensors on the device (moved once, before timing),
   whole-batch normalisation and ``BatchAugment``, ``xaikit.train.loop.train_one_epoch``.
@@ -94,7 +95,7 @@ def test_training_throughput(benchmark, training_data, device, model, loop) -> N
     model_name = model
     from xaikit import create_model, get_model_spec
     from xaikit.data import BatchAugment
-    from xaikit.train.loop import build_optimizer, build_scheduler, train_one_epoch
+    from xaikit.train.loop import build_optimizer, build_scheduler, cudnn_autotune, train_one_epoch
 
     data_name, bundle = training_data
     device = torch.device(device)
@@ -147,7 +148,8 @@ def test_training_throughput(benchmark, training_data, device, model, loop) -> N
             return result.loss
 
     rounds = CUDA_ROUNDS if on_cuda else CPU_CASES[model_name].rounds
-    loss = benchmark.pedantic(run, setup=setup, rounds=rounds, warmup_rounds=1, iterations=1)
+    with cudnn_autotune(on_cuda):  # both loops, as the trainer does on CUDA
+        loss = benchmark.pedantic(run, setup=setup, rounds=rounds, warmup_rounds=1, iterations=1)
     assert math.isfinite(loss), f"training loss {loss}"  # a broken loop reports no speed
     record_throughput(
         benchmark, int(images.shape[0]), data=data_name, steps=steps, batch_size=batch_size,

@@ -333,3 +333,23 @@ def test_a_model_that_cannot_run_channels_last_trains_and_resumes_in_nchw(tiny, 
     resume(tmp_path / "run", show_progress=False)
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2] and math.isfinite(history[-1]["train_loss"])
+
+
+def test_cudnn_autotuning_is_on_only_inside_the_block_and_restored():
+    from xaikit.train.loop import cudnn_autotune
+
+    before = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = False
+        with cudnn_autotune(True):
+            assert torch.backends.cudnn.benchmark is True
+        assert torch.backends.cudnn.benchmark is False
+        with pytest.raises(Killed), cudnn_autotune(True):
+            raise Killed
+        assert torch.backends.cudnn.benchmark is False
+        torch.backends.cudnn.benchmark = True  # a user's own setting is kept
+        with cudnn_autotune(False):
+            assert torch.backends.cudnn.benchmark is True
+        assert torch.backends.cudnn.benchmark is True
+    finally:
+        torch.backends.cudnn.benchmark = before

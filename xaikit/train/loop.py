@@ -8,10 +8,11 @@ them only every ``sync_every`` batches (progress and the finiteness check) and a
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -20,6 +21,20 @@ from xaikit.data import normalize
 from xaikit.errors import DivergedError
 from xaikit.modules import model_device, module_mode
 from xaikit.specs import Recipe
+
+
+@contextlib.contextmanager
+def cudnn_autotune(enabled: bool) -> Iterator[None]:
+    """cuDNN benchmark mode while the block runs, when ``enabled`` (training on CUDA): the first
+    batch of each input shape times cuDNN's convolution algorithms and keeps the fastest. An
+    epoch has at most two batch sizes (``epoch_batches``) and evaluation two more, so the
+    search runs a handful of times per training run. The previous setting is restored."""
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = previous or enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
 
 
 def autocast(device: torch.device, bf16: bool) -> torch.autocast:

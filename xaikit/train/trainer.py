@@ -26,7 +26,8 @@ from xaikit.train.checkpoint import (
 from xaikit.runs_io import write_json
 from xaikit.train.env import environment_record, now_iso, resolve_device
 from xaikit.train.loop import (
-    build_optimizer, build_scheduler, evaluate_split, steps_per_epoch, train_one_epoch,
+    build_optimizer, build_scheduler, cudnn_autotune, evaluate_split, steps_per_epoch,
+    train_one_epoch,
 )
 from xaikit.train.lr_finder import LRFinderResult, lr_range_test, save_lr_find
 from xaikit.train.progress import TrainProgress
@@ -328,7 +329,8 @@ def _fit(session: _Session, show_progress: bool | None, on_epoch_end: EpochCallb
     net = torch.compile(model) if session.config["flags"].get("compile") else model
     criterion, augment = _criterion(recipe), _augment(recipe)
     tta = bool(session.config["flags"].get("tta"))
-    with TrainProgress(recipe.epochs, steps, session.start_epoch, enabled=show_progress) as progress:
+    progress = TrainProgress(recipe.epochs, steps, session.start_epoch, enabled=show_progress)
+    with cudnn_autotune(session.device.type == "cuda"), progress:
         if session.start_epoch > recipe.epochs:
             progress.message(f"{session.folder} already finished all {recipe.epochs} epochs")
         for epoch in range(session.start_epoch, recipe.epochs + 1):
