@@ -6,28 +6,18 @@ import json
 
 import pytest
 import torch
-from torch import nn
 
 from xaikit.evaluate import classification_report, confusion_matrix, evaluate_run, predict
 from xaikit.hookspecs import hookimpl
 from xaikit.specs import ModelSpec, Recipe
+from xaikit.testing import TinyConvNet
 from xaikit.train import TrainSettings, load_run, train
-
-
-class TinyNet(nn.Module):
-    def __init__(self, num_classes: int = 10) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.fc = nn.Linear(4, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
 
 
 class TinyModels:
     @hookimpl
     def register_models(self, register):
-        register(ModelSpec("tiny-eval", TinyNet, "conv", recipe=Recipe(epochs=1, batch_size=16, max_lr=0.01)))
+        register(ModelSpec("tiny-eval", TinyConvNet, "conv", recipe=Recipe(epochs=1, batch_size=16, max_lr=0.01)))
 
 
 def test_confusion_matrix_rows_are_true_classes():
@@ -65,7 +55,7 @@ def test_classification_report_hand_computed():
 
 
 def test_predict_probabilities_and_flip_tta():
-    model = TinyNet().eval()
+    model = TinyConvNet().eval()
     images = torch.randint(0, 256, (7, 3, 8, 8), dtype=torch.uint8)
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
     probs = predict(model, images, mean, std, "cpu", batch_size=3)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 from typer.testing import CliRunner
 
 from xaikit.cli import app
@@ -16,27 +15,17 @@ from xaikit.explain import explain_run, spread_over_classes
 from xaikit.hookspecs import hookimpl
 from xaikit.plugins import make_plugin_manager, set_plugin_manager
 from xaikit.specs import ModelSpec, Recipe
+from xaikit.testing import TinyConvNet
 from xaikit.train import TrainSettings, train
 
 SCORE_KEYS = {"deletion", "insertion", "deletion_random", "insertion_random", "randomization",
               "seconds", "seconds_per_image", "layer", "signed"}
 
 
-class TinyNet(nn.Module):
-    def __init__(self, num_classes: int = 10) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 6, 3, padding=1)
-        self.act = nn.ReLU()
-        self.fc = nn.Linear(6, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.act(self.conv(x)).mean(dim=(2, 3)))
-
-
 class TinyModels:
     @hookimpl
     def register_models(self, register):
-        register(ModelSpec("tiny-explain", TinyNet, "act", recipe=Recipe(epochs=1, batch_size=20)))
+        register(ModelSpec("tiny-explain", lambda **kw: TinyConvNet(width=6, **kw), "act", recipe=Recipe(epochs=1, batch_size=20)))
 
 
 @pytest.fixture(scope="module")

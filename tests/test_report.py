@@ -24,6 +24,7 @@ from xaikit.report.charts import one_cycle_lrs
 from xaikit.report.method_sections import explanations_section, scores_section
 from xaikit.report.summary import format_shape, layer_summary
 from xaikit.specs import ModelSpec, Recipe
+from xaikit.testing import TinyConvNet
 from xaikit.explain import spread_over_classes
 from xaikit.train import TrainSettings, train
 from xaikit.train.runs import load_run, load_run_data
@@ -34,24 +35,13 @@ METHODS = ["gradcam", "saliency"]
 SECTION_IDS = ("run", "training", "evaluation", "misclassified", "explanations", "scores")
 
 
-class TinyNet(nn.Module):
-    def __init__(self, num_classes: int = 10) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.act = nn.ReLU()
-        self.fc = nn.Linear(4, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.act(self.conv(x)).mean(dim=(2, 3)))
-
-
 class TinyModels:
     @hookimpl
     def register_models(self, register):
         register(
             ModelSpec(
                 "tiny-report",
-                TinyNet,
+                TinyConvNet,
                 "conv",
                 recipe=Recipe(epochs=1, batch_size=16, max_lr=0.01),
                 description="a conv, a ReLU & a linear layer",
@@ -98,7 +88,7 @@ def test_page_has_every_section_and_the_run_facts(page, report_run):
         assert f'<section class="card" id="{anchor}">' in page
         assert f'<a href="#{anchor}">' in page  # table of contents
     assert "tiny-report" in page
-    params = sum(p.numel() for p in TinyNet().parameters())
+    params = sum(p.numel() for p in TinyConvNet().parameters())
     assert f"{params:,}" in page
     for layer in ("conv", "act", "fc"):
         assert f"<code>{layer}</code>" in page

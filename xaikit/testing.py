@@ -6,6 +6,7 @@ from typing import Iterator
 
 import pytest
 import torch
+from torch import nn
 
 from xaikit.plugins import PluginManager, make_plugin_manager, set_plugin_manager
 
@@ -24,3 +25,17 @@ def plugin_manager() -> Iterator[PluginManager]:
 @pytest.fixture(autouse=True)
 def _seeded() -> None:
     torch.manual_seed(0)
+
+
+class TinyConvNet(nn.Module):
+    """A 3x3 conv (``conv``), a ReLU (``act``), a global mean and a linear layer (``fc``): the
+    smallest model with a spatial layer for CAM methods, for tests that train a real run."""
+
+    def __init__(self, num_classes: int = 10, width: int = 4) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, width, 3, padding=1)
+        self.act = nn.ReLU()
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.act(self.conv(x)).mean(dim=(2, 3)))
