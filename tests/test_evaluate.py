@@ -11,7 +11,8 @@ from xaikit.evaluate import classification_report, confusion_matrix, evaluate_ru
 from xaikit.hookspecs import hookimpl
 from xaikit.specs import ModelSpec, Recipe
 from xaikit.testing import TinyConvNet
-from xaikit.train import TrainSettings, load_run, train
+from xaikit.run import RunConfig, load_run
+from xaikit.train import train
 
 
 class TinyModels:
@@ -58,19 +59,21 @@ def test_predict_probabilities_and_flip_tta():
     model = TinyConvNet().eval()
     images = torch.randint(0, 256, (7, 3, 8, 8), dtype=torch.uint8)
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
-    probs = predict(model, images, mean, std, "cpu", batch_size=3)
+    probs = predict(model, images, mean, std, device="cpu", batch_size=3)
     assert probs.shape == (7, 10)
     torch.testing.assert_close(probs.sum(dim=1), torch.ones(7))
     x = (images.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     with torch.no_grad():
         torch.testing.assert_close(probs, model(x).softmax(dim=1))
         expected_tta = (model(x).softmax(dim=1) + model(x.flip(-1)).softmax(dim=1)) / 2
-    torch.testing.assert_close(predict(model, images, mean, std, "cpu", tta=True), expected_tta)
+    torch.testing.assert_close(predict(model, images, mean, std, device="cpu", tta=True), expected_tta)
+    log_tta = predict(model, images, mean, std, tta=True, log=True)
+    torch.testing.assert_close(log_tta, expected_tta.log())
 
 
 def test_evaluate_run_writes_metrics(plugin_manager, tmp_path):
     plugin_manager.register(TinyModels(), name="tiny-eval-models")
-    settings = TrainSettings("tiny-eval", dataset="synthetic", subset=30, device="cpu")
+    settings = RunConfig("tiny-eval", dataset="synthetic", subset=30, device="cpu")
     folder = train(settings, tmp_path / "run", show_progress=False)
     metrics = evaluate_run(load_run(folder), device="cpu", tta=True)
     saved = json.loads((folder / "metrics.json").read_text())

@@ -11,12 +11,13 @@ from typer.testing import CliRunner
 
 from xaikit.cli import app
 from xaikit.errors import UnknownNameError, XaikitError
-from xaikit.explain import explain_run, spread_over_classes
+from xaikit.explain import explain_run, load_explanation, spread_over_classes
 from xaikit.hookspecs import hookimpl
 from xaikit.plugins import make_plugin_manager, set_plugin_manager
 from xaikit.specs import ModelSpec, Recipe
 from xaikit.testing import TinyConvNet
-from xaikit.train import TrainSettings, train
+from xaikit.run import RunConfig, load_run
+from xaikit.train import train
 
 SCORE_KEYS = {"deletion", "insertion", "deletion_random", "insertion_random", "randomization",
               "seconds", "seconds_per_image", "layer", "signed"}
@@ -34,7 +35,7 @@ def run(tmp_path_factory: pytest.TempPathFactory):
     pm.register(TinyModels(), name="tiny-explain-models")
     set_plugin_manager(pm)
     torch.manual_seed(0)
-    folder = train(TrainSettings("tiny-explain", dataset="synthetic", subset=100, device="cpu"),
+    folder = train(RunConfig("tiny-explain", dataset="synthetic", subset=100, device="cpu"),
                    tmp_path_factory.mktemp("explain") / "run", show_progress=False)
     yield folder
     set_plugin_manager(None)
@@ -49,7 +50,8 @@ def test_images_are_taken_round_robin_over_the_classes():
 
 
 def test_explain_writes_scores_per_method_and_a_grid(run: Path):
-    record = explain_run(run, ["gradcam", "integrated-gradients"], n_images=6, device="cpu")
+    explanation = explain_run(run, ["gradcam", "integrated-gradients"], n_images=6, device="cpu")
+    record = explanation.to_json()
     assert len(record["ids"]) == 6 and len(set(record["labels"])) == 6  # one image per class
     assert set(record["methods"]) == {"gradcam", "integrated-gradients"}
     for name, scores in record["methods"].items():
@@ -62,13 +64,20 @@ def test_explain_writes_scores_per_method_and_a_grid(run: Path):
     assert record["methods"]["gradcam"]["layer"] == "act"
     assert json.loads((run / "explanations.json").read_text()) == record
     assert (run / "explanations.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # what was computed is returned, and what was saved reads back the same
+    assert explanation.maps["gradcam"].shape == (6, 32, 32)
+    again = load_explanation(load_run(run), run)
+    assert again.selection.ids == explanation.selection.ids
+    for name in ("gradcam", "integrated-gradients"):
+        torch.testing.assert_close(again.maps[name], explanation.maps[name])
+    assert again.to_json() == record
 
 
 def test_misclassified_only_and_explicit_ids(run: Path, tmp_path: Path):
-    wrong = explain_run(run, ["gradcam"], n_images=4, misclassified=True, out=tmp_path, device="cpu")
+    wrong = explain_run(run, ["gradcam"], n_images=4, misclassified=True, out=tmp_path, device="cpu").to_json()
     assert wrong["misclassified_only"] and wrong["ids"]
     assert all(label != pred for label, pred in zip(wrong["labels"], wrong["preds"]))
-    chosen = explain_run(run, ["gradcam"], ids=[3, 1], out=tmp_path, device="cpu")
+    chosen = explain_run(run, ["gradcam"], ids=[3, 1], out=tmp_path, device="cpu").to_json()
     assert chosen["ids"] == [3, 1]
     with pytest.raises(XaikitError, match="test image ids must be in 0..19"):
         explain_run(run, ["gradcam"], ids=[20], out=tmp_path, device="cpu")

@@ -3,6 +3,7 @@ layer summary and its hooks, the CLI, and the page rendered in headless Chromium
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -18,16 +19,17 @@ from typer.testing import CliRunner
 from xaikit.errors import UnknownNameError, XaikitError
 from xaikit.hookspecs import hookimpl
 from xaikit.plugins import make_plugin_manager, set_plugin_manager
-from xaikit.registry import list_attributions
-from xaikit.report.build import REPORT_DEFAULT_METHODS, build_report, report_methods
+from xaikit.registry import list_attributions, resolve_methods
+from xaikit.report.build import REPORT_DEFAULT_METHODS, build_report
 from xaikit.report.charts import one_cycle_lrs
 from xaikit.report.method_sections import explanations_section, scores_section
 from xaikit.report.summary import format_shape, layer_summary
-from xaikit.specs import ModelSpec, Recipe
+from xaikit.specs import DatasetSpec, ModelSpec, Recipe
 from xaikit.testing import TinyConvNet
 from xaikit.explain import spread_over_classes
-from xaikit.train import TrainSettings, train
-from xaikit.train.runs import load_run, load_run_data
+from xaikit.run import RunConfig
+from xaikit.train import train
+from xaikit.run import load_data, load_run
 
 EVIL_CLASS = "<script>alert(1)</script>"
 RUN_NAME = "run&<b>x</b>"
@@ -48,6 +50,18 @@ class TinyModels:
             )
         )
 
+    @hookimpl
+    def register_datasets(self, register):
+        register(DatasetSpec("evil-synthetic", _evil_synthetic, "synthetic, one class named <script>"))
+
+
+def _evil_synthetic(path, cache_dir):
+    """The synthetic set with a hostile first class name (it must be escaped everywhere)."""
+    from xaikit.data.synthetic import load_synthetic
+
+    bundle = load_synthetic(path, cache_dir)
+    return dataclasses.replace(bundle, classes=[EVIL_CLASS, *bundle.classes[1:]])
+
 
 def _missing_methods() -> list[str]:
     return [m for m in METHODS if m not in list_attributions()]
@@ -65,13 +79,10 @@ def report_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             pytest.skip(f"attribution plugins not installed: {missing}")
         torch.manual_seed(0)
         folder = train(
-            TrainSettings("tiny-report", dataset="synthetic", subset=40, device="cpu"),
+            RunConfig("tiny-report", dataset="evil-synthetic", subset=40, device="cpu"),
             tmp_path_factory.mktemp("report") / RUN_NAME,
             show_progress=False,
         )
-        config = json.loads((folder / "config.json").read_text())
-        config["classes"][0] = EVIL_CLASS
-        (folder / "config.json").write_text(json.dumps(config))
         build_report(folder, METHODS, n_images=4, device="cpu")
     finally:
         set_plugin_manager(None)
@@ -150,7 +161,7 @@ def test_gallery_shows_misclassified_images_with_overlays(plugin_manager, page, 
     assert page.count('<div class="tile">') == shown
     assert f"{shown} of {len(wrong):,} misclassified" in page
     assert page.count('alt="gradcam map of misclassified test image') == shown
-    labels = load_run_data(load_run(report_run)).test_labels
+    labels = load_data(load_run(report_run)).test_labels
     wrong_ids = torch.as_tensor(wrong)
     expected = wrong_ids[spread_over_classes(labels[wrong_ids], shown)].tolist()
     for test_id in expected:  # round-robin over the true classes of the wrong ones
@@ -201,6 +212,9 @@ def test_cli_report_prints_the_html_path_last(plugin_manager, report_run, tmp_pa
 
 def test_method_choice(plugin_manager):
     registered = list_attributions()
+    def report_methods(methods):
+        return resolve_methods(methods, REPORT_DEFAULT_METHODS)
+
     assert report_methods(None) == [m for m in REPORT_DEFAULT_METHODS if m in registered]
     assert report_methods(["all"]) == registered
     if registered:

@@ -12,11 +12,13 @@ from torch import nn
 from xaikit.errors import DivergedError, RunError, XaikitError
 from xaikit.hookspecs import hookimpl
 from xaikit.specs import ModelSpec, Recipe
+from xaikit.device import resolve_device
+from xaikit.run import RunConfig, load_data, load_model, load_run
 from xaikit.train import (
-    TrainSettings, load_model, load_run, load_run_data, lr_range_test, resolve_device, resume,
+    lr_range_test, resume,
     suggest_lr, train,
 )
-from xaikit.runs_io import write_json
+from xaikit.atomic import atomic_write_json
 from xaikit.train.loop import build_optimizer
 
 TINY_RECIPE = Recipe(
@@ -73,10 +75,15 @@ def tiny(plugin_manager):
     return plugin_manager
 
 
-def settings(**changes) -> TrainSettings:
+RECIPE_FIELDS = {"epochs", "batch_size", "max_lr", "optimizer", "weight_decay", "label_smoothing"}
+
+
+def settings(**changes) -> RunConfig:
+    """A run config of the tiny model; recipe fields among ``changes`` become overrides."""
     base = dict(model="tiny", dataset="synthetic", subset=40, device="cpu", seed=3)
+    overrides = {k: changes.pop(k) for k in list(changes) if k in RECIPE_FIELDS}
     base.update(changes)
-    return TrainSettings(**base)
+    return RunConfig(**base, overrides=overrides)
 
 
 def test_run_folder_files(tiny, tmp_path):
@@ -85,8 +92,10 @@ def test_run_folder_files(tiny, tmp_path):
     assert config["model"] == "tiny" and config["dataset"] == "synthetic"
     assert config["subset"] == 40 and config["seed"] == 3 and config["device"] == "cpu"
     assert config["recipe"] == TINY_RECIPE.to_dict()
-    assert config["flags"]["tta"] is True and config["flags"]["bf16"] is False
-    assert len(config["classes"]) == 10
+    assert config["tta"] is True and config["bf16"] is False
+    assert len(config["data"]["classes"]) == 10
+    assert config["model_origin"]["plugin"] == "tiny-test-models"
+    assert config["dataset_origin"]["plugin"] == "builtin"
     history = json.loads((folder / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     for record in history:
@@ -209,7 +218,7 @@ def test_load_run_errors(tiny, tmp_path):
     with pytest.raises(RunError, match="no config.json"):
         load_run(tmp_path)
     (tmp_path / "config.json").write_text("{not json")
-    with pytest.raises(RunError, match="cannot read"):
+    with pytest.raises(RunError, match="config.json: .*Invalid JSON"):
         load_run(tmp_path)
 
 
@@ -221,7 +230,7 @@ def test_load_model_and_data_of_a_run(tiny, tmp_path):
     assert not model.training
     checkpoint = torch.load(folder / "checkpoint.pt", weights_only=True)
     torch.testing.assert_close(model.state_dict()["fc.weight"], checkpoint["model"]["fc.weight"])
-    data = load_run_data(run)
+    data = load_data(run)
     assert data.train_labels.shape[0] == 40
 
 
@@ -229,7 +238,7 @@ def test_checkpoint_of_another_model_is_refused(tiny, tmp_path):
     folder = train(settings(epochs=1), tmp_path / "run", show_progress=False)
     config = json.loads((folder / "config.json").read_text())
     config["model"] = "tiny-wide"
-    write_json(folder / "config.json", config)
+    atomic_write_json(folder / "config.json", config)
     with pytest.raises(RunError, match="holds a 'tiny' model"):
         load_model(load_run(folder))
     checkpoint = torch.load(folder / "checkpoint.pt", weights_only=True)
@@ -261,7 +270,7 @@ def test_build_optimizer_adam_is_decoupled_and_sgd_nesterov():
 
 def test_prediction_and_the_lr_range_test_restore_every_modules_flag():
     """A BatchNorm frozen in eval mode inside a training model stays frozen."""
-    from xaikit.train.loop import predict_logits
+    from xaikit.evaluate import predict
 
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
@@ -270,7 +279,8 @@ def test_prediction_and_the_lr_range_test_restore_every_modules_flag():
     images = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8)
     labels = torch.arange(8) % 3
     stats = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-    predict_logits(model, images, *stats)
+    predict(model, images, *stats)
+    predict(model, images, *stats, tta=True)
     assert model.training and not model[1].training
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     lr_range_test(model, optimizer, nn.CrossEntropyLoss(), images, labels, *stats,
@@ -307,7 +317,7 @@ def test_loss_is_read_every_sync_every_batches_and_a_nan_between_reads_is_named(
 def test_bf16_and_channels_last_training_on_the_cpu_gives_a_loadable_run(tiny, tmp_path):
     folder = train(settings(bf16=True, epochs=1), tmp_path / "run", show_progress=False)
     config = json.loads((folder / "config.json").read_text())
-    assert config["flags"]["bf16"] is True and config["flags"]["channels_last"] is True
+    assert config["bf16"] is True and config["channels_last"] is True
     assert math.isfinite(json.loads((folder / "history.json").read_text())[0]["train_loss"])
     model = load_model(load_run(folder))
     assert model.features[0].weight.is_contiguous()  # explain and evaluate get an NCHW model
@@ -329,7 +339,7 @@ def test_a_model_that_cannot_run_channels_last_trains_and_resumes_in_nchw(tiny, 
     with pytest.raises(Killed):
         train(settings(model="view-net"), tmp_path / "run", show_progress=False,
               on_epoch_end=kill_after_first_epoch)
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["flags"]["channels_last"] is False
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["channels_last"] is False
     resume(tmp_path / "run", show_progress=False)
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2] and math.isfinite(history[-1]["train_loss"])

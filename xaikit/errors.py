@@ -31,3 +31,8 @@ class RunError(XaikitError):
 
 class DivergedError(XaikitError):
     """Training produced a non-finite loss."""
+
+
+class NotApplicableError(XaikitError):
+    """An attribution method that cannot explain this model (e.g. a CAM method on a model with
+    no spatial layer). ``explain`` and ``report`` skip such a method with a note."""

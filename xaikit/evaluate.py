@@ -9,44 +9,114 @@ For class ``c`` with true positives ``TP``, false positives ``FP`` and false neg
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from xaikit.runs_io import write_json
-from xaikit.train.env import now_iso, resolve_device
-from xaikit.train.loop import flip_tta_probs, predict_logits
-
-if TYPE_CHECKING:
-    from xaikit.train.runs import Run
-
-METRICS_NAME = "metrics.json"
+from xaikit.atomic import atomic_write_json
+from xaikit.data import normalize
+from xaikit.device import autocast, resolve_device
+from xaikit.modules import model_device, module_mode
+from xaikit.run import METRICS_NAME, Run, load_data, load_model, now_iso
 
 
 @torch.no_grad()
-def predict(
+def _log_probs(
     model: nn.Module,
-    images_uint8: torch.Tensor,
+    images: torch.Tensor,
     mean: Sequence[float],
     std: Sequence[float],
-    device: str | torch.device,
-    batch_size: int = 1024,
-    tta: bool = False,
+    *,
+    batch_size: int,
+    flip: bool,
+    bf16: bool,
+    channels_last: bool,
+    device: torch.device,
 ) -> torch.Tensor:
-    """Class probabilities ``[N, K]`` (float32, on ``device``) for uint8 images ``[N, C, H, W]``.
+    """Log-softmax ``[N, K]`` (float32, on ``device``) of the model on uint8 ``images``."""
+    outputs = []
+    with module_mode(model, training=False):
+        for start in range(0, images.shape[0], batch_size):
+            x = normalize(images[start : start + batch_size].to(device, non_blocking=True), mean, std)
+            if flip:
+                x = x.flip(-1)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device, bf16):
+                outputs.append(model(x).float().log_softmax(dim=1))
+    if not outputs:
+        return torch.zeros(0, 0, device=device)
+    return torch.cat(outputs)
 
-    Images are normalised with ``mean``/``std`` (0..1 scale) batch by batch on ``device``;
-    there is no host synchronisation per batch. With ``tta`` the result is the mean of the
-    softmax of each image and of its horizontal mirror image.
+
+def predict(
+    model: nn.Module,
+    images: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    tta: bool = False,
+    batch_size: int = 1024,
+    bf16: bool = False,
+    channels_last: bool = False,
+    device: str | torch.device | None = None,
+    log: bool = False,
+) -> torch.Tensor:
+    """Class probabilities ``[N, K]`` (float32, on the model's device) for uint8 images.
+
+    The one inference path of xaikit: training's per-epoch test, ``evaluate``, ``explain`` and
+    ``report`` all call it. Images are normalised with ``mean``/``std`` (0..1 scale) batch by
+    batch on the device, with no host synchronisation per batch; the model runs in eval mode
+    and every module's train/eval flag is restored afterwards.
+
+    Args:
+        model: The classifier (logits out).
+        images: ``uint8 [N, C, H, W]`` on any device.
+        mean, std: Per-channel normalisation.
+        tta: Flip test-time augmentation: the mean of the softmax of each image and of its
+            mirror image, ``p = (softmax(f(x)) + softmax(f(flip(x)))) / 2``.
+        batch_size: Images per forward pass.
+        bf16: bfloat16 autocast.
+        channels_last: Feed NHWC tensors (for a model trained in channels_last).
+        device: Where to compute (default: the model's device; the model is moved there).
+        log: Return ``log p`` instead of ``p`` (exact for the loss: ``log_softmax``, and
+            ``logsumexp`` of both views minus ``log 2`` with ``tta``).
     """
-    device = resolve_device(device)
-    model = model.to(device)
-    kwargs = dict(batch_size=batch_size, device=device)
-    logits = predict_logits(model, images_uint8, mean, std, **kwargs)
+    device = model_device(model) if device is None else resolve_device(device)
+    model.to(device)
+    kwargs = dict(batch_size=batch_size, bf16=bf16, channels_last=channels_last, device=device)
+    log_p = _log_probs(model, images, mean, std, flip=False, **kwargs)
     if tta:
-        return flip_tta_probs(model, images_uint8, mean, std, logits, **kwargs)
-    return logits.softmax(dim=1)
+        flipped = _log_probs(model, images, mean, std, flip=True, **kwargs)
+        log_p = torch.logaddexp(log_p, flipped) - torch.log(torch.tensor(2.0, device=device))
+    return log_p if log else log_p.exp()
+
+
+def evaluate_split(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    tta: bool = False,
+    **kwargs: Any,
+) -> dict[str, float]:
+    """Test loss (plain cross-entropy, no label smoothing) and accuracy; ``acc_tta`` with ``tta``.
+
+    ``kwargs`` go to :func:`predict`.
+    """
+    log_p = predict(model, images, mean, std, log=True, **kwargs)
+    labels = labels.to(log_p.device)
+    result = {
+        "loss": nn.functional.nll_loss(log_p, labels).item(),
+        "acc": (log_p.argmax(dim=1) == labels).float().mean().item(),
+    }
+    if tta:
+        tta_log_p = predict(model, images, mean, std, log=True, tta=True, **kwargs)
+        result["acc_tta"] = (tta_log_p.argmax(dim=1) == labels).float().mean().item()
+    return result
 
 
 def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, k: int) -> torch.Tensor:
@@ -96,32 +166,31 @@ def classification_report(
 
 
 def evaluate_run(
-    run: "Run", data_path: str | None = None, device: str | torch.device = "auto", tta: bool = False
+    run: Run, *, data_path: str | None = None, device: str | torch.device = "auto", tta: bool = False
 ) -> dict[str, Any]:
     """Evaluate a run's checkpoint on its test split and write ``metrics.json`` into the run.
 
     Returns:
         The metrics: ``accuracy``, ``per_class``, ``macro_avg``, ``confusion_matrix``,
-        ``misclassified`` (test indices), ``loss``, ``num_test``, and ``tta_accuracy`` with ``tta``.
+        ``misclassified`` (test indices), ``loss``, ``num_test``, ``device``, ``evaluated``,
+        and ``tta_accuracy`` with ``tta``.
     """
-    from xaikit.train.runs import load_model, load_run_data
-
     device = resolve_device(device)
     model = load_model(run, device)
-    data = load_run_data(run, data_path)
-    probs = predict(model, data.test_images, data.mean, data.std, device)
-    labels = data.test_labels.to(probs.device)
-    predicted = probs.argmax(dim=1)
+    data = load_data(run, data_path)
+    log_p = predict(model, data.test_images, data.mean, data.std, device=device, log=True)
+    labels = data.test_labels.to(log_p.device)
+    predicted = log_p.argmax(dim=1)
     metrics: dict[str, Any] = classification_report(labels, predicted, run.classes)
-    metrics["loss"] = torch.nn.functional.nll_loss(probs.clamp_min(1e-12).log(), labels).item()
+    metrics["loss"] = torch.nn.functional.nll_loss(log_p, labels).item()
     metrics["misclassified"] = (predicted != labels).nonzero().flatten().cpu().tolist()
     if tta:
-        tta_probs = predict(model, data.test_images, data.mean, data.std, device, tta=True)
+        tta_probs = predict(model, data.test_images, data.mean, data.std, device=device, tta=True)
         metrics["tta_accuracy"] = (tta_probs.argmax(dim=1) == labels).float().mean().item()
     metrics["num_test"] = int(labels.shape[0])
     metrics["device"] = str(device)
     metrics["evaluated"] = now_iso()
-    write_json(Path(run.path) / METRICS_NAME, metrics)
+    atomic_write_json(run.file(METRICS_NAME), metrics)
     return metrics
 
 

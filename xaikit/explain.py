@@ -1,60 +1,139 @@
-"""Explain a trained run: attribution maps from several methods, scored, in one grid and JSON.
+"""Explain a trained run: attribution maps from several methods on chosen test images, scored.
 
-``explain_run`` picks test images (N spread over the classes, given ids, or only misclassified ones), runs
-each method over them in batches, scores each method with
+:func:`explain` picks test images (N spread over the classes, given ids, or only misclassified
+ones), runs each method over them in batches, scores each method with
 :func:`xaikit.attribution.metrics.score_method` (deletion/insertion AUC against a random map,
-cascading randomisation sanity, IG completeness, bootstrap intervals), and writes
-``explanations.json`` and ``explanations.png`` (rows: images; columns: input, then methods).
+cascading randomisation sanity, IG completeness, bootstrap intervals) and returns everything
+as one :class:`Explanation`. ``Explanation.save`` writes ``explanations.json`` (scores),
+``explanations.pt`` (the maps) and ``explanations.png`` (rows: images; columns: input, then
+methods); :func:`load_explanation` reads them back, so ``xaikit report`` reuses what
+``xaikit explain`` computed instead of computing it again.
+
+A method that cannot apply to the model (a CAM method on a model with no spatial layer) is
+skipped with its reason (``Explanation.skipped``) and the others go on.
 """
 
 from __future__ import annotations
 
+import io
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from xaikit.atomic import atomic_write_bytes, atomic_write_json
+from xaikit.attribution.base import Attribution
 from xaikit.attribution.metrics import score_method
+from xaikit.attribution.plot import explanation_grid
 from xaikit.data import normalize
-from xaikit.errors import XaikitError
+from xaikit.device import resolve_device
+from xaikit.errors import NotApplicableError, RunError, XaikitError
 from xaikit.evaluate import predict
-from xaikit.registry import get_attribution, list_attributions
-from xaikit.report.figures import explanation_grid
-from xaikit.runs_io import write_json
+from xaikit.registry import get_attribution, resolve_methods
+from xaikit.run import EXPLANATIONS_JSON, EXPLANATIONS_PNG, Run, load_data, load_model, load_run, read_json
 from xaikit.specs import DataBundle
-from xaikit.train.runs import load_model, load_run, load_run_data, resolve_device
 
 DEFAULT_METHODS = ("gradcam", "integrated-gradients")
-EXPLANATIONS_JSON = "explanations.json"
-EXPLANATIONS_PNG = "explanations.png"
+EXPLANATIONS_MAPS = "explanations.pt"
 
 ProgressFn = Callable[[str, int, int], None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Selection:
-    """Test images chosen for explanation (all tensors on the CPU except ``x``)."""
+    """Test images chosen for explanation, with the model's predictions (all on the CPU)."""
 
     ids: list[int]
     images: Tensor  # uint8 [N, C, H, W]
     labels: list[int]
     preds: list[int]
     confidences: list[float]
-    x: Tensor  # normalised float [N, C, H, W] on the device
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def inputs(self, data: DataBundle, device: torch.device) -> Tensor:
+        """The normalised float images ``[N, C, H, W]`` on ``device``, as the model takes them."""
+        return normalize(self.images.to(device), data.mean, data.std)
+
+    def head(self, n: int) -> "Selection":
+        """The first ``n`` images."""
+        return Selection(self.ids[:n], self.images[:n], self.labels[:n], self.preds[:n],
+                         self.confidences[:n])
 
 
-def resolve_methods(methods: Sequence[str] | None) -> list[str]:
-    """``None``/empty: the defaults; ``["all"]``: every registered method; else check each name."""
-    if not methods:
-        return list(DEFAULT_METHODS)
-    if list(methods) == ["all"]:
-        return list_attributions()
-    for name in methods:
-        get_attribution(name)  # UnknownNameError lists the registered ones
-    return list(dict.fromkeys(methods))
+@dataclass
+class MethodResult:
+    """One method's maps ``[N, H, W]`` (CPU) on a selection and its scorecard."""
+
+    name: str
+    maps: Tensor
+    scores: dict[str, Any]
+    signed: bool
+    layer: str | None
+
+
+@dataclass
+class Explanation:
+    """What :func:`explain` computed: the images, each method's maps and scores, the skipped
+    methods and why."""
+
+    model: str
+    classes: list[str]
+    device: str
+    selection: Selection
+    results: dict[str, MethodResult]
+    skipped: dict[str, str] = field(default_factory=dict)
+    misclassified_only: bool = False
+
+    @property
+    def maps(self) -> dict[str, Tensor]:
+        return {name: r.maps for name, r in self.results.items()}
+
+    @property
+    def signed(self) -> dict[str, bool]:
+        return {name: r.signed for name, r in self.results.items()}
+
+    @property
+    def scores(self) -> dict[str, dict[str, Any]]:
+        return {name: r.scores for name, r in self.results.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON record (``explanations.json``): selection, scores, skipped methods."""
+        s = self.selection
+        return {
+            "model": self.model,
+            "device": self.device,
+            "classes": self.classes,
+            "ids": s.ids,
+            "labels": s.labels,
+            "preds": s.preds,
+            "confidences": s.confidences,
+            "misclassified_only": self.misclassified_only,
+            "grid": EXPLANATIONS_PNG,
+            "methods": self.scores,
+            "skipped": self.skipped,
+        }
+
+    def draw_grid(self, path: Path, max_rows: int = 16) -> Path:
+        """The PNG grid: one row per image, the input, then each method's overlay."""
+        s = self.selection
+        return explanation_grid(s.images, self.maps, self.signed, s.labels, s.preds, self.classes,
+                                path, confidences=s.confidences, max_rows=max_rows)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``explanations.json``, ``explanations.pt`` (maps and images, loadable with
+        ``weights_only=True``) and ``explanations.png`` into ``folder``; return the JSON path."""
+        folder = Path(folder)
+        self.draw_grid(folder / EXPLANATIONS_PNG)
+        buffer = io.BytesIO()
+        torch.save({"format": 1, "ids": torch.tensor(self.selection.ids, dtype=torch.long),
+                    "images": self.selection.images, "maps": self.maps}, buffer)
+        atomic_write_bytes(folder / EXPLANATIONS_MAPS, buffer.getvalue())
+        return atomic_write_json(folder / EXPLANATIONS_JSON, self.to_json())
 
 
 def spread_over_classes(labels: Tensor, n: int) -> Tensor:
@@ -65,6 +144,8 @@ def spread_over_classes(labels: Tensor, n: int) -> Tensor:
     grouped by class (an ImageFolder tree).
     """
     labels = labels.cpu()
+    if len(labels) == 0:
+        return torch.zeros(0, dtype=torch.long)
     order = torch.argsort(labels, stable=True)
     grouped = labels[order]
     first_of_class = torch.searchsorted(grouped, grouped, right=False)
@@ -77,13 +158,18 @@ def select_images(
     model: nn.Module,
     data: DataBundle,
     device: torch.device,
+    *,
     n_images: int = 16,
     ids: Sequence[int] | None = None,
     misclassified: bool = False,
 ) -> Selection:
     """Choose test images, with the model's predictions and confidences: ``ids`` if given, else
     ``n_images`` spread over the classes (:func:`spread_over_classes`), only misclassified ones
-    with ``misclassified``."""
+    with ``misclassified``.
+
+    Raises:
+        XaikitError: an id out of range, ``n_images < 1``, or no misclassified image.
+    """
     total = len(data.test_labels)
     probs = None  # of the chosen images; computed once
     if ids:
@@ -94,7 +180,7 @@ def select_images(
     elif n_images < 1:
         raise XaikitError("--images must be at least 1")
     elif misclassified:
-        all_probs = predict(model, data.test_images, data.mean, data.std, device).cpu()
+        all_probs = predict(model, data.test_images, data.mean, data.std, device=device).cpu()
         wrong = (all_probs.argmax(1) != data.test_labels.cpu()).nonzero().flatten()
         if len(wrong) == 0:
             raise XaikitError("the model classifies every test image correctly; nothing to show")
@@ -104,23 +190,34 @@ def select_images(
         chosen = spread_over_classes(data.test_labels, n_images)
     images = data.test_images.cpu()[chosen]
     if probs is None:
-        probs = predict(model, images, data.mean, data.std, device).cpu()
-    x = normalize(images.to(device), data.mean, data.std)
+        probs = predict(model, images, data.mean, data.std, device=device).cpu()
     return Selection(
         ids=chosen.tolist(),
         images=images,
         labels=data.test_labels.cpu()[chosen].tolist(),
         preds=probs.argmax(1).tolist(),
         confidences=probs.max(1).values.tolist(),
-        x=x,
     )
 
 
+def build_method(name: str, model: nn.Module, layer: str | None = None) -> Attribution:
+    """The registered method ``name`` bound to ``model`` (``layer`` only for CAM methods).
+
+    Raises:
+        NotApplicableError: the method cannot explain this model.
+        XaikitError: an unknown method or layer name.
+    """
+    cls = get_attribution(name)
+    return cls(model, layer=layer if cls.uses_layer else None)
+
+
 def compute_maps(
-    model: nn.Module, method: Any, x: Tensor, targets: Tensor, batch_size: int,
+    method: Attribution, x: Tensor, targets: Tensor, batch_size: int,
     progress: ProgressFn | None = None,
 ) -> tuple[Tensor, float]:
-    """Maps ``[N, H, W]`` of ``method`` in batches of ``batch_size``, and the seconds taken."""
+    """Maps ``[N, H, W]`` (CPU) of ``method`` in batches of ``batch_size``, and the seconds taken."""
+    if batch_size < 1:
+        raise XaikitError("--batch-size must be at least 1")
     chunks = []
     started = time.perf_counter()
     for start in range(0, len(x), batch_size):
@@ -130,105 +227,136 @@ def compute_maps(
     maps = torch.cat(chunks)
     if maps.device.type == "cuda":
         torch.cuda.synchronize(maps.device)
-    return maps, time.perf_counter() - started
+    return maps.cpu(), time.perf_counter() - started
 
 
-def explain_run(
-    run_path: str | Path,
+def explain(
+    run: Run,
     methods: Sequence[str] | None = None,
+    *,
     n_images: int = 16,
     ids: Sequence[int] | None = None,
     misclassified: bool = False,
     layer: str | None = None,
-    out: str | Path | None = None,
     data_path: str | None = None,
-    device: str = "auto",
+    device: str | torch.device = "auto",
     batch_size: int = 64,
     sanity_images: int = 8,
     progress: ProgressFn | None = None,
-) -> dict[str, Any]:
-    """Explain a run's predictions with each method; write ``explanations.json`` and the grid.
+    model: nn.Module | None = None,
+    data: DataBundle | None = None,
+) -> Explanation:
+    """Maps and scores of each method on a run's test images; nothing is written.
 
     Args:
-        run_path: A run folder written by ``xaikit train``.
+        run: A run (:func:`xaikit.run.load_run`).
         methods: Registered method names (default: gradcam and integrated-gradients;
             ``["all"]``: every registered method).
-        n_images: How many test images (round-robin over the classes; see spread_over_classes).
+        n_images: How many test images (round-robin over the classes).
         ids: Explicit test image indices (override ``n_images``).
         misclassified: Only images the model gets wrong.
-        layer: Layer for methods that use one (default: the model spec's target layer).
-        out: Output folder (default: the run folder).
+        layer: Layer for CAM methods (default: the model spec's target layer).
         data_path: Data location, when it differs from the one recorded in the run.
         device: ``auto``, ``cpu`` or ``cuda``.
         batch_size: Images per method call.
         sanity_images: Images used by the (costly) randomisation check; 0 skips it.
         progress: ``progress(method, done, total)`` after each batch.
+        model, data: The run's model and data when the caller already loaded them.
 
-    Returns:
-        The dict written to ``explanations.json``.
+    Raises:
+        XaikitError: an unknown method or layer, bad ids, or no method that can apply.
     """
-    names = resolve_methods(methods)
-    run = load_run(run_path)
+    names = resolve_methods(methods, DEFAULT_METHODS)
+    if sanity_images < 0:
+        raise XaikitError("--sanity-images must be >= 0")
     dev = resolve_device(device)
-    model = load_model(run, dev)
-    data = load_run_data(run, data_path)
-    selection = select_images(model, data, dev, n_images, ids, misclassified)
+    model = load_model(run, dev) if model is None else model
+    data = load_data(run, data_path) if data is None else data
+    selection = select_images(model, data, dev, n_images=n_images, ids=ids, misclassified=misclassified)
+    x = selection.inputs(data, dev)
     targets = torch.as_tensor(selection.preds, device=dev)
-    out_dir = Path(out) if out else run.path
-
-    results: dict[str, Any] = {}
-    all_maps: dict[str, Tensor] = {}
-    signed: dict[str, bool] = {}
+    results: dict[str, MethodResult] = {}
+    skipped: dict[str, str] = {}
     for name in names:
-        cls = get_attribution(name)
-        method = cls(model, layer=layer if cls.uses_layer else None)
-        maps, seconds = compute_maps(model, method, selection.x, targets, batch_size, progress)
+        try:
+            method = build_method(name, model, layer)
+        except NotApplicableError as exc:
+            skipped[name] = str(exc)
+            continue
+        maps, seconds = compute_maps(method, x, targets, batch_size, progress)
         scores = score_method(
-            model, method, selection.x, targets, mean=None, sanity=sanity_images > 0,
-            sanity_images=sanity_images, maps=maps, seconds=seconds,
+            model, method, x, targets, sanity=sanity_images > 0, sanity_images=sanity_images,
+            maps=maps, seconds=seconds,
         )
         scores.pop("per_image", None)
-        scores["seconds_per_image"] = seconds / len(selection.ids)
+        scores["seconds_per_image"] = seconds / len(selection)
         scores["layer"] = method.layer_name
-        scores["signed"] = cls.signed
-        scores["scale"] = cls.scale
-        results[name] = scores
-        all_maps[name] = maps.cpu()
-        signed[name] = cls.signed
+        scores["signed"] = method.signed
+        scores["scale"] = method.scale
+        results[name] = MethodResult(name, maps, scores, method.signed, method.layer_name)
         if progress:
-            progress(f"{name} scored", len(selection.ids), len(selection.ids))
-
-    grid = explanation_grid(
-        selection.images, all_maps, signed, selection.labels, selection.preds, run.classes,
-        out_dir / EXPLANATIONS_PNG, confidences=selection.confidences,
-    )
-    record = {
-        "run": str(run.path),
-        "model": run.spec.name,
-        "device": str(dev),
-        "classes": run.classes,
-        "ids": selection.ids,
-        "labels": selection.labels,
-        "preds": selection.preds,
-        "confidences": selection.confidences,
-        "misclassified_only": misclassified,
-        "grid": grid.name,
-        "methods": results,
-    }
-    write_json(out_dir / EXPLANATIONS_JSON, record)
-    return record
+            progress(f"{name} scored", len(selection), len(selection))
+    if not results:
+        reasons = "; ".join(f"{m}: {why}" for m, why in skipped.items())
+        raise NotApplicableError(f"no attribution method can explain {run.spec.name!r} ({reasons})")
+    return Explanation(run.spec.name, run.classes, str(dev), selection, results, skipped,
+                       misclassified)
 
 
-def explain_model(
-    model: nn.Module, x: Tensor, methods: Sequence[str], layer: str | None = None,
-    batch_size: int = 64,
-) -> dict[str, Tensor]:
-    """Maps of each method for normalised images ``x`` (predicted classes), for figures."""
-    with torch.no_grad():
-        targets = model(x).argmax(1)
-    maps = {}
-    for name in methods:
-        cls = get_attribution(name)
-        method = cls(model, layer=layer if cls.uses_layer else None)
-        maps[name] = compute_maps(model, method, x, targets, batch_size)[0].cpu()
-    return maps
+def explain_run(
+    run_path: str | Path,
+    methods: Sequence[str] | None = None,
+    *,
+    out: str | Path | None = None,
+    **options: Any,
+) -> Explanation:
+    """:func:`explain` a run folder and save the result (default: into the run folder).
+
+    ``options`` are those of :func:`explain`.
+    """
+    run = load_run(run_path)
+    explanation = explain(run, methods, **options)
+    explanation.save(Path(out) if out else run.path)
+    return explanation
+
+
+def load_explanation(run: Run, folder: Path) -> Explanation:
+    """Read what :meth:`Explanation.save` wrote in ``folder`` for ``run``.
+
+    Raises:
+        RunError: a file is missing, unreadable, of another model or classes, or its maps do
+            not match its record.
+    """
+    record = read_json(folder / EXPLANATIONS_JSON)
+    path = folder / EXPLANATIONS_MAPS
+    if not isinstance(record, dict) or record.get("model") != run.spec.name:
+        raise RunError(f"{folder / EXPLANATIONS_JSON} is not an explanation of {run.spec.name!r}")
+    if record.get("classes") != run.classes:
+        raise RunError(f"{folder / EXPLANATIONS_JSON} has other classes than the run")
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is one RunError line
+        raise RunError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    try:
+        ids = [int(i) for i in record["ids"]]
+        n = len(ids)
+        images = stored["images"]
+        maps = {str(k): v.float() for k, v in stored["maps"].items()}
+        scores = record["methods"]
+        if stored["ids"].tolist() != ids or images.dtype != torch.uint8 or len(images) != n:
+            raise ValueError("images do not match the record")
+        if set(maps) != set(scores) or any(m.shape != (n, *images.shape[-2:]) for m in maps.values()):
+            raise ValueError("maps do not match the record")
+        selection = Selection(ids, images, [int(v) for v in record["labels"]],
+                              [int(v) for v in record["preds"]],
+                              [float(v) for v in record["confidences"]])
+        results = {
+            name: MethodResult(name, maps[name], dict(scores[name]), bool(scores[name]["signed"]),
+                               scores[name].get("layer"))
+            for name in scores
+        }
+        return Explanation(run.spec.name, run.classes, str(record.get("device", "")), selection,
+                           results, dict(record.get("skipped") or {}),
+                           bool(record.get("misclassified_only")))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RunError(f"{folder / EXPLANATIONS_JSON} does not fit {path}: {exc}") from None

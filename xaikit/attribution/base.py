@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xaikit.errors import XaikitError
+from xaikit.errors import NotApplicableError, XaikitError
 from xaikit.modules import model_device, module_mode
 
 TargetLike = int | Sequence[int] | Tensor | None
@@ -46,7 +46,10 @@ def default_layer_name(model: nn.Module) -> str:
         return name
     convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     if not convs:
-        raise XaikitError(f"{type(model).__name__} has no Conv2d layer; pass --layer")
+        raise NotApplicableError(
+            f"{type(model).__name__} has no spatial layer (no Conv2d and no target layer in its "
+            "model spec); pass --layer NAME to pick one"
+        )
     return convs[-1]
 
 
@@ -82,14 +85,12 @@ class Attribution:
         uses_layer: Whether the method explains an internal layer (CAM methods).
         signed: Whether maps can be negative (``False``: non-negative maps).
         scale: One line on the scale of the output (e.g. "ReLU'd, unnormalised").
-        batched: Whether a batch goes through the method in one pass.
     """
 
     name: ClassVar[str] = ""
     uses_layer: ClassVar[bool] = False
     signed: ClassVar[bool] = False
     scale: ClassVar[str] = ""
-    batched: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module, layer: str | None = None) -> None:
         self.model = model

@@ -19,8 +19,8 @@ def evaluate_command(
     """Evaluate RUN's checkpoint on the test split; write RUN/metrics.json."""
     from rich.console import Console
 
-    from xaikit.evaluate import METRICS_NAME, evaluate_run, report_table
-    from xaikit.train import load_run
+    from xaikit.evaluate import evaluate_run, report_table
+    from xaikit.run import METRICS_NAME, load_run
 
     loaded = load_run(run)
     metrics = evaluate_run(loaded, data_path=data, device=device, tta=tta)
@@ -30,7 +30,7 @@ def evaluate_command(
     if tta:
         typer.echo(f"tta_accuracy: {metrics['tta_accuracy']:.4f}")
     typer.echo(f"misclassified: {len(metrics['misclassified'])}")
-    typer.echo(str(Path(run) / METRICS_NAME))
+    typer.echo(str(loaded.file(METRICS_NAME)))
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from xaikit.explain import EXPLANATIONS_JSON, explain_run, resolve_methods
+from xaikit.explain import DEFAULT_METHODS, explain_run
+from xaikit.registry import resolve_methods
+from xaikit.run import EXPLANATIONS_JSON
 
 
 def _interval(score: dict | None, digits: int = 3) -> str:
@@ -57,7 +59,7 @@ def explain(
         "map once per layer (0: skip it)."),
 ) -> None:
     """Explain a run's predictions: a PNG grid and explanations.json with scores per method."""
-    methods = resolve_methods(method)  # an unknown name fails before any work starts
+    methods = resolve_methods(method, DEFAULT_METHODS)  # an unknown name fails before any work
     err = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True) as bar:
@@ -68,10 +70,16 @@ def explain(
                 tasks[name] = bar.add_task(name, total=total)
             bar.update(tasks[name], completed=done)
 
-        record = explain_run(run, methods, images, ids, misclassified, layer, out, data, device,
-                             batch_size, sanity_images=sanity_images, progress=progress)
+        explanation = explain_run(
+            run, methods, out=out, n_images=images, ids=ids, misclassified=misclassified,
+            layer=layer, data_path=data, device=device, batch_size=batch_size,
+            sanity_images=sanity_images, progress=progress,
+        )
+    record = explanation.to_json()
     Console().print(scores_table(record))
-    folder = out or Path(record["run"])
+    for name, reason in explanation.skipped.items():
+        err.print(f"skipped {name}: {reason}", markup=False, highlight=False)
+    folder = out or run
     typer.echo(folder / record["grid"])
     typer.echo(folder / EXPLANATIONS_JSON)
 

@@ -1,4 +1,9 @@
-"""``xaikit plugins list``: every model, attribution method and data set, with its plugin."""
+"""``xaikit plugins list``: every model, attribution method and data set, with its plugin.
+
+Problems with the installed plugins are listed too, without stopping the command: plugins that
+failed to import, names registered by more than one plugin (left out of the tables), and hook
+implementations whose name matches no hook (a misspelt ``register_models``...).
+"""
 
 from __future__ import annotations
 
@@ -11,58 +16,127 @@ from rich.table import Table
 
 from xaikit.modules import count_parameters
 from xaikit.plugins import get_plugin_manager
-from xaikit.registry import attribution_entries, dataset_entries, model_entries
+from xaikit.registry import Entry, tables
+from xaikit.specs import ModelSpec
 
 app = typer.Typer(help="Inspect installed plugins.", no_args_is_help=True)
+
+
+def _parameter_count(spec: ModelSpec) -> int | None:
+    """Parameters of the default model (``spec.num_classes`` classes); ``None`` if it fails."""
+    try:
+        return count_parameters(spec.create())[0]
+    except Exception:  # a broken factory must not stop the listing
+        return None
+
+
+def _model_row(e: Entry[ModelSpec]) -> dict[str, Any]:
+    return {
+        "name": e.name,
+        "plugin": e.plugin,
+        "distribution": str(e.dist),
+        "params": _parameter_count(e.obj),
+        "target_layer": e.obj.target_layer,
+        "input_shape": list(e.obj.input_shape),
+        "num_classes": e.obj.num_classes,
+        "options": [option.to_dict() for option in e.obj.options().values()],
+        "recipe": e.obj.recipe.to_dict(),
+        "description": e.obj.description,
+    }
+
+
+def _attribution_row(e: Entry[type]) -> dict[str, Any]:
+    doc = (e.obj.__doc__ or "").strip()
+    return {
+        "name": e.name,
+        "plugin": e.plugin,
+        "distribution": str(e.dist),
+        "uses_layer": e.obj.uses_layer,
+        "signed": e.obj.signed,
+        "scale": e.obj.scale,
+        "description": doc.splitlines()[0] if doc else "",
+    }
 
 
 def plugins_summary() -> dict[str, Any]:
     """The data behind ``xaikit plugins list --json``."""
     pm = get_plugin_manager()
-    dists = pm.state.dists
-    models = [
-        {
-            "name": e.name,
-            "plugin": e.plugin,
-            "distribution": dists.get(e.plugin, "?"),
-            "params": count_parameters(e.obj.create())[0],
-            "target_layer": e.obj.target_layer,
-            "input_shape": list(e.obj.input_shape),
-            "num_classes": e.obj.num_classes,
-            "recipe": e.obj.recipe.to_dict(),
-            "description": e.obj.description,
-        }
-        for e in model_entries(pm).values()
-    ]
-    attributions = [
-        {
-            "name": e.name,
-            "plugin": e.plugin,
-            "distribution": dists.get(e.plugin, "?"),
-            "uses_layer": e.obj.uses_layer,
-            "signed": e.obj.signed,
-            "scale": e.obj.scale,
-            "description": (e.obj.__doc__ or "").strip().splitlines()[0] if e.obj.__doc__ else "",
-        }
-        for e in attribution_entries(pm).values()
-    ]
+    registry = tables(pm)
     datasets = [
         {
             "name": e.name,
             "plugin": e.plugin,
-            "distribution": dists.get(e.plugin, "?"),
+            "distribution": str(e.dist),
             "description": e.obj.description,
         }
-        for e in dataset_entries(pm).values()
+        for e in registry.datasets.values()
     ]
-    errors = [{"plugin": err.name, "distribution": err.dist, "error": err.error} for err in pm.load_errors]
+    errors = [
+        {"plugin": err.name, "distribution": str(err.dist), "error": err.error}
+        for err in pm.load_errors
+    ]
+    conflicts = [
+        {
+            "kind": c.kind,
+            "name": c.name,
+            "plugins": [{"plugin": e.plugin, "distribution": str(e.dist)} for e in c.entries],
+            "error": c.message(),
+            "advice": c.advice(),
+        }
+        for c in registry.conflicts
+    ]
+    unknown_hooks = [
+        {
+            "plugin": u.plugin,
+            "distribution": str(u.dist),
+            "hook": u.hook,
+            "suggestion": u.suggestion,
+        }
+        for u in pm.unknown_hooks()
+    ]
     key = lambda d: d["name"]  # noqa: E731
     return {
-        "models": sorted(models, key=key),
-        "attributions": sorted(attributions, key=key),
+        "models": sorted(map(_model_row, registry.models.values()), key=key),
+        "attributions": sorted(map(_attribution_row, registry.attributions.values()), key=key),
         "datasets": sorted(datasets, key=key),
         "errors": errors,
+        "conflicts": conflicts,
+        "unknown_hooks": unknown_hooks,
     }
+
+
+def _options_cell(options: list[dict[str, Any]]) -> str:
+    return "\n".join(f"{o['name']}: {o['type']} = {o['default']!r}" for o in options) or "-"
+
+
+def _problem_tables(summary: dict[str, Any]) -> list[Table]:
+    found = []
+    if summary["errors"]:
+        errors = Table(
+            "plugin", "distribution", "error", title="Plugins that failed to load", style="red"
+        )
+        for e in summary["errors"]:
+            errors.add_row(e["plugin"], e["distribution"], e["error"])
+        found.append(errors)
+    if summary["conflicts"]:
+        conflicts = Table(
+            "kind", "name", "registered by", "what to do",
+            title="Names registered more than once (left out until one is uninstalled)",
+            style="red",
+        )
+        for c in summary["conflicts"]:
+            by = "\n".join(f"{p['plugin']} ({p['distribution']})" for p in c["plugins"])
+            conflicts.add_row(c["kind"], c["name"], by, c["advice"])
+        found.append(conflicts)
+    if summary["unknown_hooks"]:
+        hooks = Table(
+            "plugin", "distribution", "hook", "did you mean",
+            title="Hook implementations that match no hook (never called)", style="red",
+        )
+        for u in summary["unknown_hooks"]:
+            hooks.add_row(u["plugin"], u["distribution"], u["hook"], u["suggestion"] or "-")
+        found.append(hooks)
+    return found
 
 
 @app.command("list")
@@ -75,9 +149,15 @@ def list_plugins(
         typer.echo(json.dumps(summary, indent=2))
         return
     console = Console()
-    models = Table("model", "params", "CAM layer", "plugin", "description", title="Models")
+    models = Table(
+        "model", "params", "CAM layer", "options", "plugin", "description", title="Models"
+    )
     for m in summary["models"]:
-        models.add_row(m["name"], f"{m['params']:,}", m["target_layer"], m["plugin"], m["description"])
+        params = "?" if m["params"] is None else f"{m['params']:,}"
+        models.add_row(
+            m["name"], params, m["target_layer"] or "-", _options_cell(m["options"]), m["plugin"],
+            m["description"],
+        )
     attrs = Table("method", "layer", "sign", "plugin", "description", title="Attribution methods")
     for a in summary["attributions"]:
         attrs.add_row(
@@ -87,9 +167,4 @@ def list_plugins(
     data = Table("dataset", "plugin", "description", title="Datasets")
     for d in summary["datasets"]:
         data.add_row(d["name"], d["plugin"], d["description"])
-    console.print(models, attrs, data)
-    if summary["errors"]:
-        errors = Table("plugin", "distribution", "error", title="Plugins that failed to load", style="red")
-        for e in summary["errors"]:
-            errors.add_row(e["plugin"], e["distribution"], e["error"])
-        console.print(errors)
+    console.print(models, attrs, data, *_problem_tables(summary))

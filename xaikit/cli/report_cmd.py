@@ -27,24 +27,28 @@ def report_command(
         16, "--images", "-n", help="Test images side by side, and misclassified ones shown."
     ),
     data: str | None = typer.Option(None, "--data", envvar="XAIKIT_DATA", help=DATA_HELP),
+    layer: str | None = typer.Option(None, "--layer", help="Layer for CAM methods."),
+    sanity_images: int = typer.Option(
+        8, "--sanity-images", help="Images for the randomisation check (0: skip it)."
+    ),
+    batch_size: int = typer.Option(64, "--batch-size", help="Images per method call."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    out: Path | None = typer.Option(None, "--out", help="HTML file (default: RUN/report.html)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="HTML file (default: RUN/report.html); figures go beside it."
+    ),
 ) -> None:
-    """Write RUN/report.html (self-contained) and the PNG figures in RUN/figures/."""
+    """Write RUN/report.html (self-contained) and its PNG figures (RUN/figures/)."""
     from rich.console import Console
+    from rich.text import Text
 
     from xaikit.report.build import build_report
 
     err = Console(stderr=True)
     with err.status("report", spinner="dots") as status:
         path = build_report(
-            run,
-            methods,
-            images,
-            data,
-            device,
-            out,
-            progress=lambda message: status.update(f"report: {message}"),
+            run, methods, n_images=images, layer=layer, sanity_images=sanity_images,
+            batch_size=batch_size, data_path=data, device=device, out=out,
+            progress=lambda message: status.update(Text(f"report: {message}")),
         )
     typer.echo(str(path))
 

@@ -6,9 +6,8 @@ Progress goes to stderr; the last line on stdout is the run (or LR-test) folder.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
@@ -35,20 +34,6 @@ def parse_max_lr(value: str | None) -> tuple[float | None, bool]:
     return lr, False
 
 
-def parse_model_args(pairs: list[str]) -> dict[str, Any]:
-    """``["width=32", "residual=true"]`` -> ``{"width": 32, "residual": True}`` (JSON values, else str)."""
-    kwargs: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise XaikitError(f"--model-arg takes KEY=VALUE, not {pair!r}")
-        try:
-            kwargs[key.strip()] = json.loads(raw)
-        except ValueError:
-            kwargs[key.strip()] = raw
-    return kwargs
-
-
 def train_command(
     model: Optional[str] = typer.Argument(None, help="Registered model name (see `xaikit plugins list`)."),
     epochs: Optional[int] = typer.Option(None, help="Epochs (default: the model's recipe)."),
@@ -71,7 +56,8 @@ def train_command(
     model_arg: list[str] = typer.Option([], "--model-arg", help="KEY=VALUE for the model factory; repeatable."),
 ) -> None:
     """Train MODEL with its one-cycle recipe (flags override it) into a run folder."""
-    from xaikit.train import TrainSettings
+    from xaikit.registry import get_model_spec
+    from xaikit.run import RunConfig, load_run
     from xaikit.train import resume as resume_run
     from xaikit.train import train
 
@@ -89,9 +75,7 @@ def train_command(
                 f"--resume continues {resume} with its own settings; drop {', '.join(extra)}"
             )
         if model is not None:
-            from xaikit.train import load_run
-
-            run_model = load_run(resume).config["model"]
+            run_model = load_run(resume).config.model
             if run_model != model:
                 raise XaikitError(f"{resume} is a run of {run_model!r}, not {model!r}")
         folder = resume_run(resume, device=device, data_path=data)
@@ -99,14 +83,18 @@ def train_command(
         if model is None:
             raise XaikitError("name a model to train (see `xaikit plugins list`) or pass --resume RUN")
         lr, auto = parse_max_lr(max_lr)
-        settings = TrainSettings(
+        spec = get_model_spec(model)
+        overrides = {
+            "epochs": epochs, "batch_size": batch_size, "max_lr": lr, "optimizer": optimizer,
+            "weight_decay": weight_decay, "label_smoothing": label_smoothing,
+        }
+        config = RunConfig(
             model=model, dataset=dataset, data_path=_absolute(data), subset=subset, seed=seed,
-            device=device or "auto", epochs=epochs, batch_size=batch_size, max_lr=lr,
-            max_lr_auto=auto, optimizer=optimizer, weight_decay=weight_decay,
-            label_smoothing=label_smoothing, compile=compile, tta=tta, bf16=bf16,
-            model_kwargs=parse_model_args(model_arg),
+            device=device or "auto", overrides={k: v for k, v in overrides.items() if v is not None},
+            max_lr_auto=auto, compile=compile, tta=tta, bf16=bf16,
+            model_kwargs=spec.parse_model_args(model_arg),
         )
-        folder = train(settings, out, overwrite=overwrite)
+        folder = train(config, out, overwrite=overwrite)
     _print_final(folder)
 
 
@@ -119,9 +107,9 @@ def _absolute(path: str | None) -> str | None:
 
 
 def _print_final(folder: Path) -> None:
-    from xaikit.train.runs import HISTORY_NAME, read_json
+    from xaikit.run import HISTORY_NAME, read_history
 
-    history = read_json(folder / HISTORY_NAME) if (folder / HISTORY_NAME).is_file() else []
+    history = read_history(folder / HISTORY_NAME) if (folder / HISTORY_NAME).is_file() else []
     if history:
         last = history[-1]
         line = f"epoch {last['epoch']}: test_acc {last['test_acc']:.4f}  test_loss {last['test_loss']:.4f}"
@@ -149,9 +137,11 @@ def lr_find_command(
     from rich.console import Console
     from rich.progress import Progress
 
+    from xaikit.device import resolve_device
     from xaikit.registry import get_model_spec
-    from xaikit.train import resolve_device, run_lr_range_test, save_lr_find
-    from xaikit.train.trainer import check_recipe, load_training_data
+    from xaikit.run import RunConfig, load_data
+    from xaikit.train import run_lr_range_test, save_lr_find
+    from xaikit.train.trainer import check_recipe
 
     if steps < 2 or not 0 < start_lr < end_lr:
         raise XaikitError("need --steps >= 2 and 0 < --start-lr < --end-lr")
@@ -159,7 +149,8 @@ def lr_find_command(
     torch_device = resolve_device(device)
     recipe = spec.recipe.replace(batch_size=batch_size, optimizer=optimizer)
     check_recipe(recipe)
-    bundle = load_training_data(dataset, _absolute(data), subset, seed).to(torch_device)
+    request = RunConfig(model=model, dataset=dataset, data_path=_absolute(data), subset=subset, seed=seed)
+    bundle = load_data(request).to(torch_device)
     folder = out or Path("runs") / f"lr-find-{spec.name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
     console = Console(stderr=True)
     with Progress(console=console, disable=not console.is_terminal, transient=True) as bar:

@@ -32,10 +32,13 @@ def normalize(
 ) -> Tensor:
     """``(images / 255 - mean) / std`` per channel, as float32 on the images' device.
 
+    A channel whose ``std`` is 0 (the same value in every pixel of every image, e.g. an unused
+    colour channel) is treated as ``std = 1``, so that channel maps to 0 rather than to NaN.
+
     Args:
         images: ``uint8 [B, C, H, W]``.
         mean: Per-channel means on the 0..1 scale (e.g. ``DataBundle.mean``).
-        std: Per-channel standard deviations on the 0..1 scale.
+        std: Per-channel standard deviations on the 0..1 scale; 0 behaves as 1.
     """
     if images.dtype != torch.uint8:
         raise ValueError(f"normalize expects uint8 images, got {images.dtype}")
@@ -52,6 +55,7 @@ def _scaled_constants(
     shape = (1, -1, 1, 1)
     mean_255 = torch.as_tensor(mean, dtype=torch.float32, device=device).view(shape) * 255
     std_255 = torch.as_tensor(std, dtype=torch.float32, device=device).view(shape) * 255
+    std_255 = torch.where(std_255 == 0, torch.full_like(std_255, 255.0), std_255)  # std 0 -> 1
     return mean_255, std_255
 
 

@@ -2,7 +2,7 @@
 
 A cache file is a ``torch.save`` of plain tensors, lists and strings, loaded with
 ``torch.load(weights_only=True)`` so that reading it never executes code. It is written to a
-temporary file in the same folder and moved into place (``runs_io.atomic_path``), so a reader never
+temporary file in the same folder and moved into place (``atomic.atomic_path``), so a reader never
 sees half a file and concurrent writers do not corrupt each other. The key is the source's
 fingerprint (absolute path, sizes and modification times of its files) plus a format version.
 """
@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from xaikit.runs_io import atomic_path
+from xaikit.atomic import atomic_path
 from xaikit.specs import DataBundle
 
 CACHE_FORMAT_VERSION = 1

@@ -1,17 +1,18 @@
 """``build_report``: everything about one run on one self-contained HTML page.
 
-The page reuses ``metrics.json`` and ``explanations.json`` when they are present and fit the
-run (same classes, written after the checkpoint, every asked-for method, enough images), and
-computes them with :func:`xaikit.evaluate.evaluate_run` / :func:`xaikit.explain.explain_run`
-otherwise (a computed ``explanations.json`` goes to ``RUN/figures/`` so that the output of
-``xaikit explain`` is never overwritten). Figures are written as PNGs to ``RUN/figures/`` and
-embedded in the page as ``data:`` URIs.
+The page reuses ``metrics.json`` and a saved explanation (``explanations.json`` with its maps,
+from ``xaikit explain`` in the run folder or an earlier report) when they are present and fit
+the run (same classes, written after the checkpoint, every asked-for method on enough images,
+the same layer), and computes them with :func:`xaikit.evaluate.evaluate_run` /
+:func:`xaikit.explain.explain` otherwise. Figures are written as PNGs beside the HTML file
+(``RUN/figures/`` for the default ``RUN/report.html``, ``NAME-figures/`` beside ``NAME.html``
+otherwise; a computed explanation is saved there too, so ``xaikit explain``'s own files are
+never overwritten) and embedded in the page as ``data:`` URIs.
 """
 
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,22 +21,28 @@ import numpy as np
 import torch
 from PIL import Image
 
-from xaikit.errors import XaikitError
-from xaikit.evaluate import METRICS_NAME, evaluate_run
+from xaikit.atomic import atomic_write_text
+from xaikit.attribution.plot import overlay
+from xaikit.device import resolve_device
+from xaikit.errors import RunError, XaikitError
+from xaikit.evaluate import evaluate_run
 from xaikit.explain import (
-    EXPLANATIONS_JSON,
-    explain_model,
-    explain_run,
+    Explanation,
+    Selection,
+    build_method,
+    compute_maps,
+    explain,
+    load_explanation,
     select_images,
     spread_over_classes,
 )
-from xaikit.registry import get_attribution, list_attributions
+from xaikit.registry import get_attribution, list_attributions, resolve_methods
 from xaikit.report import charts, method_sections, sections
-from xaikit.report.figures import explanation_grid, overlay
 from xaikit.report.html import esc, render_page
 from xaikit.report.summary import layer_summary
-from xaikit.runs_io import write_text
-from xaikit.train.runs import ENV_NAME, Run, load_model, load_run, load_run_data, resolve_device
+from xaikit.run import (
+    FIGURES_DIR, METRICS_NAME, REPORT_NAME, Run, load_data, load_model, load_run, read_env, read_json,
+)
 
 REPORT_DEFAULT_METHODS = (
     "gradcam",
@@ -45,37 +52,17 @@ REPORT_DEFAULT_METHODS = (
     "integrated-gradients",
     "smoothgrad",
 )
-REPORT_NAME = "report.html"
-FIGURES_DIR = "figures"
 GALLERY_METHOD = "gradcam"
 
 ProgressFn = Callable[[str], None]
 
 
-def report_methods(methods: Sequence[str] | None) -> list[str]:
-    """The methods of the page.
-
-    ``None``/empty: those of :data:`REPORT_DEFAULT_METHODS` that are registered; ``["all"]``:
-    every registered method; else the given names, each checked (``UnknownNameError`` lists
-    the registered ones).
-
-    Raises:
-        XaikitError: no method is left.
-    """
-    registered = list_attributions()
-    if not methods:
-        chosen = [m for m in REPORT_DEFAULT_METHODS if m in registered]
-    elif list(methods) == ["all"]:
-        chosen = registered
-    else:
-        for name in methods:
-            get_attribution(name)
-        chosen = list(dict.fromkeys(methods))
-    if not chosen:
-        raise XaikitError(
-            "no attribution method is registered; install a plugin such as xaikit-gradcam"
-        )
-    return chosen
+def figures_dir(run: Run, html: Path) -> Path:
+    """Where the figures of the page ``html`` go: beside it (``RUN/figures`` for the default
+    page, ``NAME-figures`` for any other ``NAME.html``)."""
+    if html.resolve() == (run.path / REPORT_NAME).resolve():
+        return run.path / FIGURES_DIR
+    return html.parent / f"{html.stem}-figures"
 
 
 def _newer_than_checkpoint(path: Path, run: Run) -> bool:
@@ -83,20 +70,16 @@ def _newer_than_checkpoint(path: Path, run: Run) -> bool:
     return not checkpoint.exists() or path.stat().st_mtime >= checkpoint.stat().st_mtime
 
 
-def _read(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def reusable_metrics(run: Run) -> dict[str, Any] | None:
     """``RUN/metrics.json`` if it is readable, complete, of the run's classes and newer than
     the checkpoint; else ``None``."""
-    path = run.path / METRICS_NAME
+    path = run.file(METRICS_NAME)
     if not path.is_file() or not _newer_than_checkpoint(path, run):
         return None
-    metrics = _read(path)
+    try:
+        metrics = read_json(path)
+    except RunError:
+        return None
     needed = ("accuracy", "per_class", "macro_avg", "confusion_matrix", "misclassified")
     if not isinstance(metrics, dict) or any(key not in metrics for key in needed):
         return None
@@ -107,26 +90,32 @@ def reusable_metrics(run: Run) -> dict[str, Any] | None:
     return metrics
 
 
-def reusable_explanations(
-    run: Run, methods: Sequence[str], n_images: int
-) -> tuple[dict[str, Any], Path] | None:
-    """An ``explanations.json`` (in the run, then in ``RUN/figures``) that covers ``methods`` on at
-    least ``n_images`` images of this run's model and classes and is newer than the checkpoint,
-    with its folder; else ``None``."""
-    for folder in (run.path, run.path / FIGURES_DIR):
-        path = folder / EXPLANATIONS_JSON
+def reusable_explanation(
+    run: Run, methods: Sequence[str], n_images: int, layer: str | None, folders: Sequence[Path]
+) -> tuple[Explanation, Path] | None:
+    """A saved explanation (the first of ``folders`` that has one) of this run that covers
+    ``methods`` (explained or skipped) on at least ``n_images`` images with ``layer`` and is
+    newer than the checkpoint, cut to those methods and images, with its folder; else ``None``."""
+    for folder in folders:
+        path = folder / "explanations.json"
         if not path.is_file() or not _newer_than_checkpoint(path, run):
             continue
-        record = _read(path)
-        if not isinstance(record, dict) or record.get("model") != run.spec.name:
+        try:
+            found = load_explanation(run, folder)
+        except RunError:
             continue
-        if record.get("classes") != run.classes or len(record.get("ids") or []) < n_images:
-            continue
-        scores = record.get("methods") or {}
-        if all(
-            m in scores and "deletion" in scores[m] and "insertion" in scores[m] for m in methods
-        ):
-            return record, folder
+        covered = all(m in found.results or m in found.skipped for m in methods)
+        layers_fit = layer is None or all(
+            r.layer in (None, layer) for m, r in found.results.items() if m in methods
+        )
+        if covered and layers_fit and len(found.selection) >= n_images:
+            found.selection = found.selection.head(n_images)
+            found.results = {
+                m: type(r)(m, r.maps[:n_images], r.scores, r.signed, r.layer)
+                for m, r in found.results.items() if m in methods
+            }
+            found.skipped = {m: why for m, why in found.skipped.items() if m in methods}
+            return found, folder
     return None
 
 
@@ -139,18 +128,14 @@ def _png_bytes(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _gallery_method(methods: Sequence[str]) -> str | None:
-    registered = list_attributions()
-    if GALLERY_METHOD in registered:
-        return GALLERY_METHOD
-    cams = [m for m in registered if get_attribution(m).uses_layer]
-    return (cams or list(methods) or [None])[0]
-
-
 def build_report(
     run_path: str | Path,
     methods: Sequence[str] | None = None,
+    *,
     n_images: int = 16,
+    layer: str | None = None,
+    sanity_images: int = 8,
+    batch_size: int = 64,
     data_path: str | None = None,
     device: str = "auto",
     out: str | Path | None = None,
@@ -160,11 +145,13 @@ def build_report(
 
     Args:
         run_path: A run folder written by ``xaikit train``.
-        methods: Attribution methods (see :func:`report_methods`).
+        methods: Attribution methods (default :data:`REPORT_DEFAULT_METHODS`, those
+            registered; ``["all"]``: every registered one).
         n_images: Test images explained side by side, and misclassified images in the gallery.
+        layer, sanity_images, batch_size: As for ``xaikit explain``.
         data_path: Data location, when it differs from the one recorded in the run.
         device: ``auto``, ``cpu`` or ``cuda``.
-        out: The HTML file (default ``RUN/report.html``); figures always go to ``RUN/figures/``.
+        out: The HTML file (default ``RUN/report.html``); figures go beside it.
         progress: ``progress(message)`` before each step.
 
     Raises:
@@ -173,14 +160,14 @@ def build_report(
     say = progress or (lambda message: None)
     if n_images < 1:
         raise XaikitError("--images must be at least 1")
-    names = report_methods(methods)
+    names = resolve_methods(methods, REPORT_DEFAULT_METHODS)
     run = load_run(run_path)
     dev = resolve_device(device)
-    figures = run.path / FIGURES_DIR
-    figures.mkdir(exist_ok=True)
+    html_path = Path(out) if out else run.path / REPORT_NAME
+    figures = figures_dir(run, html_path)
     model = load_model(run, dev)
     say("loading data")
-    data = load_run_data(run, data_path)
+    data = load_data(run, data_path)
 
     metrics = reusable_metrics(run)
     if metrics is None:
@@ -192,80 +179,66 @@ def build_report(
     else:
         metrics_note = f"From metrics.json (evaluated {esc(metrics.get('evaluated', 'earlier'))})."
 
-    found = reusable_explanations(run, names, min(n_images, len(data.test_labels)))
+    wanted = min(n_images, len(data.test_labels))
+    folders = list(dict.fromkeys((run.path, run.path / FIGURES_DIR, figures)))
+    found = reusable_explanation(run, names, wanted, layer, folders)
     if found is None:
-        say(f"explaining {n_images} images with {len(names)} methods")
-        record = explain_run(
-            run.path,
-            names,
-            n_images,
-            out=figures,
-            data_path=data_path,
-            device=str(dev),
+        say(f"explaining {wanted} images with {len(names)} methods")
+        explanation = explain(
+            run, names, n_images=wanted, layer=layer, device=dev, batch_size=batch_size,
+            sanity_images=sanity_images, model=model, data=data,
             progress=lambda name, done, total: say(f"{name}: {done}/{total}"),
         )
-        scores_note = "Computed now; saved to figures/explanations.json."
+        explanation.save(figures)
+        scores_note = f"Computed now; saved to {esc(figures.name)}/explanations.json."
     else:
-        record, record_dir = found
-        where = (
-            EXPLANATIONS_JSON if record_dir == run.path else f"{FIGURES_DIR}/{EXPLANATIONS_JSON}"
-        )
-        writer = "xaikit explain" if record_dir == run.path else "a report"
-        scores_note = f"From {where} (written earlier by {writer})."
+        explanation, record_dir = found
+        figures.mkdir(parents=True, exist_ok=True)
+        explanation.draw_grid(figures / "explanations.png")
+        writer = "xaikit explain" if record_dir == run.path else "an earlier report"
+        where = record_dir.relative_to(run.path) if record_dir.is_relative_to(run.path) else record_dir
+        shown = "explanations.json" if where == Path(".") else f"{where}/explanations.json"
+        scores_note = f"From {esc(shown)} (written earlier by {writer})."
 
     say("drawing figures")
-    grid_rows, grid_png = _explanation_rows(
-        model, data, dev, record, names, n_images, figures, run, draw_png=found is not None
-    )
-    curves_png = (
-        charts.training_curves(run.history, figures / "training.png") if run.history else None
-    )
+    names = list(explanation.results)
+    grid_rows = _explanation_rows(explanation)
+    curves_png = charts.training_curves(run.history, figures / "training.png") if run.history else None
     lr_png = (
-        charts.lr_schedule(
-            run.history,
-            run.config.get("recipe"),
-            run.config.get("num_train"),
-            figures / "lr_schedule.png",
-        )
-        if run.history
+        charts.lr_schedule(run.history, run.config.recipe.to_dict(), run.config.data.num_train,
+                           figures / "lr_schedule.png")
+        if run.history and run.config.recipe and run.config.data
         else None
     )
     matrix_png = charts.confusion_matrix_figure(
         metrics["confusion_matrix"], run.classes, figures / "confusion_matrix.png"
     )
-    scores = {m: record["methods"][m] for m in names}
+    scores = explanation.scores
     faithfulness_png = charts.faithfulness_figure(scores, figures / "faithfulness.png")
     randomisation_png = charts.randomisation_figure(scores, figures / "randomisation.png")
     say("misclassified gallery")
     gallery, gallery_method, gallery_png = _gallery(
-        model, data, dev, metrics, run, names, n_images, figures
+        model, data, dev, metrics, run, names, n_images, figures, layer, batch_size
     )
 
     summary = layer_summary(model, run.spec.input_shape, dev)
-    env = _read(run.path / ENV_NAME) if (run.path / ENV_NAME).is_file() else None
     page_sections = [
-        sections.run_section(
-            run.config,
-            env if isinstance(env, dict) else None,
-            run.history,
-            summary,
-            run.path,
-            run.spec.description,
-        ),
+        sections.run_section(run, read_env(run.path), summary),
         sections.training_section(run.history, curves_png, lr_png),
         sections.evaluation_section(metrics, run.classes, matrix_png, metrics_note),
         method_sections.gallery_section(
             gallery, gallery_method, len(metrics["misclassified"]), gallery_png
         ),
         method_sections.explanations_section(
-            grid_rows, grid_png, names, scores, bool(record.get("misclassified_only"))
+            grid_rows, figures / "explanations.png", names, scores, explanation.misclassified_only,
+            skipped=explanation.skipped,
         ),
         method_sections.scores_section(
-            scores, faithfulness_png, randomisation_png, len(record["ids"]), scores_note
+            scores, faithfulness_png, randomisation_png, len(explanation.selection), scores_note
         ),
     ]
     failing = [m for m, score in scores.items() if method_sections.fails_sanity(score)]
-    seconds = sum(float(h.get("seconds", 0.0)) for h in run.history)
+    seconds = sum(float(h["seconds"]) for h in run.history)
     stats = [
         ("test accuracy", f"{metrics['accuracy']:.2%}"),
         ("parameters", f"{summary.total_params:,}"),
@@ -273,7 +246,7 @@ def build_report(
         ("training time", sections.format_seconds(seconds)),
         (f"methods, {len(failing)} failing sanity" if failing else "methods", str(len(names))),
     ]
-    source = run.config.get("data_source") or run.config.get("dataset", "")
+    source = run.config.data.source if run.config.data else run.config.dataset
     page = render_page(
         title=f"{run.spec.name}: run report",
         subtitle=f"{run.path.resolve()} · {source}",
@@ -282,71 +255,57 @@ def build_report(
         footer=f"xaikit report · {esc(metrics.get('device', dev))} · "
         f"figures in <code>{esc(figures)}</code>",
     )
-    target = Path(out) if out else run.path / REPORT_NAME
-    return write_text(target, page)
+    return atomic_write_text(html_path, page)
 
 
-def _explanation_rows(
-    model: Any,
-    data: Any,
-    dev: Any,
-    record: dict[str, Any],
-    names: Sequence[str],
-    n_images: int,
-    figures: Path,
-    run: Run,
-    draw_png: bool,
-) -> tuple[list[method_sections.GridRow], Path]:
-    """Maps of every method on the first ``n_images`` of the record's images, as page rows, and
-    ``figures/explanations.png`` (drawn unless ``explain_run`` just drew the same grid there)."""
-    selection = select_images(model, data, dev, ids=list(record["ids"])[:n_images])
-    maps = explain_model(model, selection.x, names)
-    signed = {m: bool(get_attribution(m).signed) for m in names}
-    target = figures / "explanations.png"
-    if draw_png or not target.is_file():
-        explanation_grid(
-            selection.images,
-            maps,
-            signed,
-            selection.labels,
-            selection.preds,
-            run.classes,
-            target,
-            confidences=selection.confidences,
-        )
-    rows = [
+def _explanation_rows(explanation: Explanation) -> list[method_sections.GridRow]:
+    """The page rows of an explanation: each image with one overlay per method."""
+    s = explanation.selection
+    return [
         method_sections.GridRow(
-            **_image_fields(selection, i, run),
-            map_pngs={m: _png_bytes(overlay(image, maps[m][i], signed[m])) for m in names},
+            **_image_fields(s, i, explanation.classes),
+            map_pngs={m: _png_bytes(overlay(image, r.maps[i], r.signed))
+                      for m, r in explanation.results.items()},
         )
-        for i, image in enumerate(selection.images)
+        for i, image in enumerate(s.images)
     ]
-    return rows, target
 
 
-def _image_fields(selection: Any, i: int, run: Run) -> dict[str, Any]:
+def _image_fields(selection: Selection, i: int, classes: Sequence[str]) -> dict[str, Any]:
     """What a grid row and a gallery tile show of image ``i`` of a selection."""
     return {
         "test_id": selection.ids[i],
-        "true_class": run.classes[selection.labels[i]],
-        "predicted_class": run.classes[selection.preds[i]],
+        "true_class": classes[selection.labels[i]],
+        "predicted_class": classes[selection.preds[i]],
         "confidence": float(selection.confidences[i]),
         "input_png": _png_bytes(selection.images[i].permute(1, 2, 0).numpy()),
     }
 
 
+def _gallery_method(methods: Sequence[str]) -> str | None:
+    """The CAM method of the gallery: gradcam where registered, else the first CAM method, else
+    the first method of the page."""
+    registered = list_attributions()
+    if GALLERY_METHOD in registered:
+        return GALLERY_METHOD
+    cams = [m for m in registered if get_attribution(m).uses_layer]
+    return (cams or list(methods) or [None])[0]
+
+
 def _gallery(
     model: Any,
     data: Any,
-    dev: Any,
+    dev: torch.device,
     metrics: dict[str, Any],
     run: Run,
     names: Sequence[str],
     n_images: int,
     figures: Path,
+    layer: str | None,
+    batch_size: int,
 ) -> tuple[list[method_sections.GalleryItem], str | None, Path | None]:
     """Tiles of ``n_images`` misclassified test images (round-robin over their true classes)
-    with their CAM overlay."""
+    with the overlay of the gallery method for the predicted class (none if it cannot apply)."""
     total = len(data.test_labels)
     wrong = torch.as_tensor([int(i) for i in metrics["misclassified"] if 0 <= int(i) < total],
                             dtype=torch.long)
@@ -354,24 +313,26 @@ def _gallery(
     if not ids:
         return [], None, None
     selection = select_images(model, data, dev, ids=ids)
-    method = _gallery_method(names)
-    maps = explain_model(model, selection.x, [method])[method] if method else None
-    signed = bool(get_attribution(method).signed) if method else False
+    method_name = _gallery_method(names)
+    maps, signed = None, False
+    if method_name is not None:
+        try:
+            method = build_method(method_name, model, layer)
+        except XaikitError:  # cannot apply to this model (or to this layer): no overlay
+            method_name = None
+        else:
+            targets = torch.as_tensor(selection.preds, device=dev)
+            maps, _ = compute_maps(method, selection.inputs(data, dev), targets, batch_size)
+            signed = method.signed
     items = [
         method_sections.GalleryItem(
-            **_image_fields(selection, i, run),
+            **_image_fields(selection, i, run.classes),
             overlay_png=_png_bytes(overlay(image, maps[i], signed)) if maps is not None else None,
         )
         for i, image in enumerate(selection.images)
     ]
     png = charts.misclassified_figure(
-        selection.images,
-        maps,
-        selection.labels,
-        selection.preds,
-        selection.confidences,
-        run.classes,
-        figures / "misclassified.png",
-        method or "",
+        selection.images, maps, selection.labels, selection.preds, selection.confidences,
+        run.classes, figures / "misclassified.png", method_name or "",
     )
-    return items, method, png
+    return items, method_name, png

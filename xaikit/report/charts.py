@@ -1,15 +1,19 @@
 """Matplotlib charts of ``xaikit report``: training curves, the LR schedule, the confusion
 matrix, the misclassified gallery and the faithfulness of each method (Agg backend, PNG).
 
-Every function draws one figure, writes it atomically and returns the path. Text that comes
-from data (class names) is drawn literally: ``$`` is escaped so mathtext never parses it.
+Every function draws one figure, writes it atomically and returns the path. Each runs under
+:data:`CHART_RC`, set for the call only (the caller's matplotlib settings are left alone): the
+house style plus :data:`xaikit.attribution.plot.LITERAL_TEXT_RC`, so text that comes from data
+(class, method and layer names) is drawn literally, never parsed as mathtext or TeX.
+Every method gets its own line style (:func:`method_styles`), however many there are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import matplotlib
 
@@ -19,8 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from xaikit.report.figures import overlay
-from xaikit.runs_io import atomic_path
+from xaikit.attribution.plot import LITERAL_TEXT_RC, overlay, printable
+from xaikit.atomic import atomic_path
 from xaikit.specs import Recipe
 
 TRAIN_COLOUR = "#2563eb"
@@ -28,23 +32,78 @@ TEST_COLOUR = "#ea580c"
 RANDOM_COLOUR = "#6b7280"
 DPI = 120
 
-plt.rcParams.update(
-    {
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "axes.grid": True,
-        "grid.alpha": 0.3,
-        "font.size": 9,
-    }
+CHART_RC: dict[str, Any] = {
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "font.size": 9,
+    **LITERAL_TEXT_RC,
+}
+"""matplotlib settings of every chart: the house style, and text drawn literally."""
+
+METHOD_COLOURS: tuple[str, ...] = tuple(
+    matplotlib.colors.to_hex(c)
+    for c in (*plt.get_cmap("tab20").colors[0::2], *plt.get_cmap("tab20").colors[1::2])
 )
+"""tab20 reordered: its ten strong colours (tab10's) first, then their ten light shades."""
+METHOD_LINESTYLES: tuple[str, ...] = ("-", "--", ":", "-.")
+METHOD_MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v")
+METHODS_PER_STYLE = 10
+"""How many methods share a (line style, marker) pair before the next pair is taken."""
+LEGEND_ROWS = 16
+"""At most this many methods a legend column; each further column widens the figure."""
+
+_Chart = TypeVar("_Chart", bound=Callable[..., Any])
 
 
-def plain_text(text: str) -> str:
-    """Text for a matplotlib label, with ``$`` escaped so it is never read as mathtext."""
-    return str(text).replace("$", r"\$")
+@dataclass(frozen=True)
+class MethodStyle:
+    """How one method's line is drawn."""
+
+    colour: str
+    linestyle: str
+    marker: str
+
+    def plot_kwargs(self) -> dict[str, str]:
+        """Keyword arguments of ``Axes.plot`` for this style."""
+        return {"color": self.colour, "linestyle": self.linestyle, "marker": self.marker}
+
+
+def method_styles(names: Sequence[str]) -> dict[str, MethodStyle]:
+    """A distinct (colour, line style, marker) for every method, by position.
+
+    Method ``i`` takes colour ``i mod 20`` of :data:`METHOD_COLOURS` (the first ten are tab10's,
+    so up to ten methods look like a plain matplotlib plot: solid lines, round markers) and, for
+    ``j = i // 10``, line style ``j mod 4`` and marker ``j mod 5``. The colour fixes ``i mod 10``
+    and the pair fixes ``j mod lcm(4, 5) = j mod 20``, so together they fix ``i mod 200``: up to
+    200 methods all look different (styles repeat after that). Each further ten methods change
+    both the dashes and the marker, so a light shade never stands in for a different method alone.
+
+    Args:
+        names: Method names in legend order; a repeated name keeps its first style.
+
+    Returns:
+        Name -> style, in the order of ``names``.
+    """
+    styles: dict[str, MethodStyle] = {}
+    for i, name in enumerate(dict.fromkeys(names)):
+        j = i // METHODS_PER_STYLE
+        styles[name] = MethodStyle(
+            METHOD_COLOURS[i % len(METHOD_COLOURS)],
+            METHOD_LINESTYLES[j % len(METHOD_LINESTYLES)],
+            METHOD_MARKERS[j % len(METHOD_MARKERS)],
+        )
+    return styles
+
+
+def _chart(draw: _Chart) -> _Chart:
+    """Run a chart function under :data:`CHART_RC`, from its first figure to its saved PNG."""
+    return matplotlib.rc_context(CHART_RC)(draw)
 
 
 def _save(fig: Any, path: Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` as a PNG (atomically), close it; return ``path``."""
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=DPI, format="png")
@@ -52,6 +111,7 @@ def _save(fig: Any, path: Path) -> Path:
     return Path(path)
 
 
+@_chart
 def training_curves(history: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """Two panels over epochs: train and test loss, train and test accuracy."""
     epochs = [int(h["epoch"]) for h in history]
@@ -111,6 +171,7 @@ def one_cycle_lrs(recipe: Mapping[str, Any], num_train: int) -> tuple[np.ndarray
     return positions, np.asarray(lrs)
 
 
+@_chart
 def lr_schedule(
     history: Sequence[Mapping[str, Any]],
     recipe: Mapping[str, Any] | None,
@@ -138,6 +199,7 @@ def lr_schedule(
     return _save(fig, path)
 
 
+@_chart
 def confusion_matrix_figure(
     matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path
 ) -> Path:
@@ -150,7 +212,7 @@ def confusion_matrix_figure(
     fig, ax = plt.subplots(figsize=(size + 0.8, size))
     image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
     ax.grid(False)
-    labels = [plain_text(c) for c in classes]
+    labels = [printable(c) for c in classes]
     ax.set_xticks(range(k), labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=10)
     ax.set_yticks(range(k), labels, fontsize=10)
     ax.set_xlabel("predicted class", fontsize=11)
@@ -172,6 +234,7 @@ def confusion_matrix_figure(
     return _save(fig, path)
 
 
+@_chart
 def misclassified_figure(
     images: Tensor,
     maps: Tensor | None,
@@ -198,17 +261,18 @@ def misclassified_figure(
         ax = axes[row][col * per_item]
         ax.imshow(images[i].permute(1, 2, 0).cpu().numpy())
         ax.set_title(
-            f"{plain_text(classes[labels[i]])}\n-> {plain_text(classes[preds[i]])} "
+            f"{printable(classes[labels[i]])}\n-> {printable(classes[preds[i]])} "
             f"{confidences[i]:.0%}",
             fontsize=7,
             color="crimson",
         )
         if maps is not None:
             axes[row][col * per_item + 1].imshow(np.clip(overlay(images[i], maps[i]), 0.0, 1.0))
-            axes[row][col * per_item + 1].set_title(method, fontsize=7)
+            axes[row][col * per_item + 1].set_title(printable(method), fontsize=7)
     return _save(fig, path)
 
 
+@_chart
 def faithfulness_figure(scores: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
     """Deletion AUC (lower is better) and insertion AUC (higher is better) of each method with
     95% intervals, against the same AUC of a random map (grey tick)."""
@@ -237,11 +301,12 @@ def faithfulness_figure(scores: Mapping[str, Mapping[str, Any]], path: Path) -> 
                 ax.plot([r, r], [yi - 0.4, yi + 0.4], color=RANDOM_COLOUR, lw=2)
         ax.set(title=title + ("" if key == "deletion" else "; grey: random map"), xlim=(0, 1))
         ax.grid(axis="y", visible=False)
-    axes[0].set_yticks(y, names)
+    axes[0].set_yticks(y, [printable(n) for n in names])
     axes[0].invert_yaxis()
     return _save(fig, path)
 
 
+@_chart
 def randomisation_figure(
     scores: Mapping[str, Mapping[str, Any]], path: Path, max_ticks: int = 24
 ) -> Path | None:
@@ -256,7 +321,11 @@ def randomisation_figure(
     }
     if not checked:
         return None
-    fig, ax = plt.subplots(figsize=(9, 3.6))
+    legend_columns = -(-len(checked) // LEGEND_ROWS)
+    fig, ax = plt.subplots(figsize=(9 + 2.2 * (legend_columns - 1), 3.6))
+    styles = method_styles(list(checked))
+    lines: list[Any] = []
+    legend: list[str] = []
     layers: list[str] = []
     threshold = 0.5
     for name, rnd in checked.items():
@@ -264,18 +333,19 @@ def randomisation_figure(
         if len(cascade) > len(layers):
             layers = [str(step["layer"]) for step in cascade]
         threshold = float(rnd.get("threshold", threshold))
-        ax.plot(
+        (line,) = ax.plot(
             np.arange(len(cascade) + 1),
             [1.0] + [float(step["mean"]) for step in cascade],
-            "o-",
-            ms=3,
+            ms=3.5,
             lw=1.4,
-            label=name + ("" if rnd.get("passes") else " (fails)"),
+            **styles[name].plot_kwargs(),
         )
+        lines.append(line)
+        legend.append(printable(name) + ("" if rnd.get("passes") else " (fails)"))
     ax.axhspan(threshold, 1.05, color="#a40e26", alpha=0.07, lw=0)
     ax.axhspan(-1.05, -threshold, color="#a40e26", alpha=0.07, lw=0)
     ax.axhline(0.0, color=RANDOM_COLOUR, lw=0.8)
-    labels = ["trained", *(plain_text(layer) for layer in layers)]
+    labels = ["trained", *(printable(layer) for layer in layers)]
     step = max(1, -(-len(labels) // max_ticks))
     ticks = list(range(0, len(labels), step))
     ax.set_xticks(
@@ -292,5 +362,14 @@ def randomisation_figure(
         xlabel="randomised down to layer",
         title=f"Cascading randomisation (shaded: |rho| >= {threshold:g}, fails at the end)",
     )
-    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    # Handles and labels are given, so a name starting with "_" is listed too.
+    ax.legend(
+        lines,
+        legend,
+        frameon=False,
+        fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        ncols=legend_columns,
+    )
     return _save(fig, path)

@@ -89,8 +89,10 @@ def explanations_section(
     methods: Sequence[str],
     method_info: Mapping[str, Mapping[str, Any]],
     misclassified_only: bool,
+    skipped: Mapping[str, str] | None = None,
 ) -> Section:
-    """The methods side by side on the same images (an HTML grid), and what each map means."""
+    """The methods side by side on the same images (an HTML grid), what each map means, and
+    the methods that were skipped because they cannot explain this model (with the reason)."""
     which = "misclassified test images" if misclassified_only else "test images"
     head = "<th>image</th><th>input</th>" + "".join(
         f"<th>{esc(m)}"
@@ -143,6 +145,12 @@ def explanations_section(
     body += "<h3>What each map is</h3>" + table(
         ["method", "layer", "sign", "scale of the map"], info_rows
     )
+    if skipped:
+        items = "".join(f"<li><strong>{esc(m)}</strong>: {esc(why)}</li>" for m, why in skipped.items())
+        body += (
+            '<div class="callout info"><strong>Skipped</strong>: these methods cannot explain '
+            f"this model and are left out of the page.<ul>{items}</ul></div>"
+        )
     return Section("explanations", "Explanations side by side", body)
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from xaikit.report.html import Section, esc, figure, table
 from xaikit.report.summary import ModelSummary, format_shape
+from xaikit.run import Run
+from xaikit.specs import Recipe
 
 
 def format_seconds(seconds: float) -> str:
@@ -43,34 +45,42 @@ def value_html(value: Any) -> str:
     return esc(value)
 
 
-def run_section(
-    config: Mapping[str, Any],
-    env: Mapping[str, Any] | None,
-    history: Sequence[Mapping[str, Any]],
-    summary: ModelSummary,
-    run_path: Path,
-    description: str = "",
-) -> Section:
+def applicable_recipe(recipe: Recipe) -> dict[str, Any]:
+    """The recipe's settings that took effect: momentum and Nesterov only for SGD, the crop's
+    padding only with the crop, the cutout size only with cutout."""
+    values = recipe.to_dict()
+    if recipe.optimizer.lower() != "sgd":
+        values.pop("momentum")
+        values.pop("nesterov")
+    if "crop" not in recipe.augment:
+        values.pop("crop_padding")
+    if "cutout" not in recipe.augment:
+        values.pop("cutout")
+    return values
+
+
+def run_section(run: Run, env: Mapping[str, Any], summary: ModelSummary) -> Section:
     """The run: model, parameter count, layer table, recipe, data, device, versions, duration."""
-    seconds = sum(float(h.get("seconds", 0.0)) for h in history)
-    env = env or {}
-    subset = config.get("subset")
+    config, history = run.config, run.history
+    seconds = sum(float(h["seconds"]) for h in history)
+    data = config.data
+    origin = config.model_origin
+    model_text = f"<strong>{esc(config.model)}</strong>"
+    if run.spec.description:
+        model_text += f' <span class="muted">— {esc(run.spec.description)}</span>'
     run_facts = [
-        (
-            "model",
-            f"<strong>{esc(config.get('model'))}</strong>"
-            + (f' <span class="muted">— {esc(description)}</span>' if description else ""),
-        ),
+        ("model", model_text),
+        ("plugin", value_html(
+            f"{origin.plugin} ({origin.distribution or '?'} {origin.version or ''})".strip()
+            if origin else None)),
         ("parameters", f"{summary.total_params:,} ({summary.trainable_params:,} trainable)"),
         (
             "model options",
-            value_html(
-                ", ".join(f"{k}={v}" for k, v in (config.get("model_kwargs") or {}).items())
-            ),
+            value_html(", ".join(f"{k}={v}" for k, v in config.model_kwargs.items())),
         ),
-        ("run folder", f"<code>{esc(run_path)}</code>"),
-        ("created", value_html(config.get("created"))),
-        ("epochs run", f"{len(history)} of {esc((config.get('recipe') or {}).get('epochs', '?'))}"),
+        ("run folder", f"<code>{esc(run.path)}</code>"),
+        ("created", value_html(config.created)),
+        ("epochs run", f"{len(history)} of {config.recipe.epochs if config.recipe else '?'}"),
         (
             "training time",
             f'{format_seconds(seconds)} <span class="muted">(sum of epoch times)</span>'
@@ -78,35 +88,28 @@ def run_section(
             else '<span class="muted">no finished epoch</span>',
         ),
     ]
+    dataset_origin = config.dataset_origin
     data_facts = [
-        ("data set", value_html(config.get("dataset"))),
-        ("source", value_html(config.get("data_source"))),
+        ("data set", value_html(
+            config.dataset + (f" (plugin {dataset_origin.plugin})" if dataset_origin else ""))),
+        ("source", value_html(data.source if data else None)),
         (
             "data path",
-            f"<code>{esc(config['data_path'])}</code>"
-            if config.get("data_path")
-            else value_html(None),
+            f"<code>{esc(config.data_path)}</code>" if config.data_path else value_html(None),
         ),
         (
             "subset",
-            value_html(
-                f"{subset:,} train images (seed {config.get('subset_seed', 0)})"
-                if subset
-                else "full"
-            ),
+            value_html(f"{config.subset:,} train images (seed {config.seed})" if config.subset else "full"),
         ),
         (
             "images",
-            value_html(
-                f"{config.get('num_train', '?'):,} train / {config.get('num_test', '?'):,} test"
-                if isinstance(config.get("num_train"), int)
-                and isinstance(config.get("num_test"), int)
-                else None
-            ),
+            value_html(f"{data.num_train:,} train / {data.num_test:,} test" if data else None),
         ),
-        ("seed", value_html(config.get("seed"))),
+        ("seed", value_html(config.seed)),
     ]
-    device = str(config.get("device", env.get("device", "?")))
+    device = config.device
+    flags = {"compile": config.compile, "tta": config.tta, "bf16": config.bf16,
+             "channels_last": config.channels_last, "max_lr_auto": config.max_lr_auto}
     env_facts = [
         (
             "device",
@@ -117,10 +120,7 @@ def run_section(
                 else ""
             ),
         ),
-        (
-            "flags",
-            value_html(", ".join(f"{k}={v}" for k, v in (config.get("flags") or {}).items())),
-        ),
+        ("flags", value_html(", ".join(f"{k}={v}" for k, v in flags.items()))),
         ("python", value_html(env.get("python"))),
         ("torch", value_html(env.get("torch"))),
         ("torchvision", value_html(env.get("torchvision"))),
@@ -141,21 +141,20 @@ def run_section(
             ("device", esc(device)),
             ("versions", '<span class="muted">no env.json in the run</span>'),
         ]
-    recipe = config.get("recipe") or {}
-    overrides = set((config.get("overrides") or {}).keys())
+    overrides = set(config.overrides)
     recipe_rows = [
         (
             f"<code>{esc(k)}</code>",
             value_html(v)
             + (' <span class="badge na">set by flag</span>' if k in overrides else ""),
         )
-        for k, v in recipe.items()
+        for k, v in (applicable_recipe(config.recipe).items() if config.recipe else ())
     ]
-    suggestion = config.get("max_lr_suggestion")
+    suggestion = config.max_lr_suggestion
     lr_note = (
-        f'<p class="note">max_lr from the LR range test ({esc(suggestion.get("rule", ""))}): '
-        f"{float(suggestion['lr']):.3g}</p>"
-        if isinstance(suggestion, Mapping) and "lr" in suggestion
+        f'<p class="note">max_lr from the LR range test ({esc(suggestion.rule)}): '
+        f"{suggestion.lr:.3g}</p>"
+        if suggestion
         else ""
     )
     layer_rows = [

@@ -1,4 +1,4 @@
-"""The inner loops: optimizer and one-cycle schedule, one training epoch, batched inference.
+"""The inner loops: optimizer and one-cycle schedule, one training epoch.
 
 The fast path keeps the whole ``uint8`` data set on the training device. Each epoch draws a
 permutation from a seeded generator on that device, and every batch is gathered, normalised
@@ -19,7 +19,7 @@ from torch import nn
 
 from xaikit.data import normalize
 from xaikit.errors import DivergedError
-from xaikit.modules import model_device, module_mode
+from xaikit.device import autocast
 from xaikit.specs import Recipe
 
 
@@ -35,11 +35,6 @@ def cudnn_autotune(enabled: bool) -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.benchmark = previous
-
-
-def autocast(device: torch.device, bf16: bool) -> torch.autocast:
-    """bfloat16 autocast on ``device`` when ``bf16`` is set, a no-op otherwise."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -246,82 +241,3 @@ def train_one_epoch(
             if on_progress is not None:
                 on_progress(done, loss_sum.item() / seen, correct.item() / seen, lrs[-1])
     return EpochResult(loss=loss_sum.item() / seen, acc=correct.item() / seen, lr=lrs[-1])
-
-
-@torch.no_grad()
-def predict_logits(
-    model: nn.Module,
-    images_uint8: torch.Tensor,
-    mean: Sequence[float],
-    std: Sequence[float],
-    *,
-    batch_size: int = 1024,
-    flip: bool = False,
-    bf16: bool = False,
-    channels_last: bool = False,
-    device: torch.device | None = None,
-) -> torch.Tensor:
-    """Float32 logits ``[N, K]`` for uint8 images, in large batches, without a sync per batch.
-
-    Batches are moved to ``device`` (default: the model's) and the result stays there. The
-    model runs in eval mode; every module's train/eval flag is restored afterwards. ``flip`` mirrors
-    every image left-right first (for test-time augmentation).
-    """
-    if device is None:
-        device = model_device(model)
-    with module_mode(model, training=False):
-        outputs = []
-        for start in range(0, images_uint8.shape[0], batch_size):
-            x = normalize(images_uint8[start : start + batch_size].to(device, non_blocking=True), mean, std)
-            if flip:
-                x = x.flip(-1)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(device, bf16):
-                outputs.append(model(x).float())
-    if not outputs:
-        return torch.zeros(0, 0, device=device)
-    return torch.cat(outputs)
-
-
-def flip_tta_probs(
-    model: nn.Module,
-    images_uint8: torch.Tensor,
-    mean: Sequence[float],
-    std: Sequence[float],
-    logits: torch.Tensor,
-    **kwargs: object,
-) -> torch.Tensor:
-    """Flip test-time augmentation: the mean of the softmax of each image (its ``logits``) and
-    of its mirror image. ``kwargs`` go to :func:`predict_logits`."""
-    flipped = predict_logits(model, images_uint8, mean, std, flip=True, **kwargs)
-    return (logits.softmax(dim=1) + flipped.softmax(dim=1)) / 2
-
-
-def evaluate_split(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    mean: Sequence[float],
-    std: Sequence[float],
-    *,
-    batch_size: int = 1024,
-    tta: bool = False,
-    bf16: bool = False,
-    channels_last: bool = False,
-) -> dict[str, float]:
-    """Test loss (plain cross-entropy, no label smoothing) and accuracy; ``acc_tta`` with ``tta``.
-
-    Test-time augmentation averages the softmax of an image and of its mirror image.
-    """
-    kwargs = dict(batch_size=batch_size, bf16=bf16, channels_last=channels_last)
-    logits = predict_logits(model, images, mean, std, **kwargs)
-    labels = labels.to(logits.device)
-    result = {
-        "loss": nn.functional.cross_entropy(logits, labels).item(),
-        "acc": (logits.argmax(dim=1) == labels).float().mean().item(),
-    }
-    if tta:
-        probs = flip_tta_probs(model, images, mean, std, logits, **kwargs)
-        result["acc_tta"] = (probs.argmax(dim=1) == labels).float().mean().item()
-    return result

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from xaikit.modules import module_mode
-from xaikit.runs_io import atomic_write_bytes, write_json
+from xaikit.atomic import atomic_write_bytes, atomic_write_json
 from xaikit.train.loop import epoch_batches, training_batch, training_step
 
 SUGGESTION_RULE = "minimum/10"
@@ -199,5 +199,5 @@ def save_lr_find(result: LRFinderResult, folder: Path, title: str = "LR range te
     folder.mkdir(parents=True, exist_ok=True)
     png = plot_lr_curve(result, folder / "lr_find.png", title)
     json_path = folder / "lr_find.json"
-    write_json(json_path, result.to_dict())
+    atomic_write_json(json_path, result.to_dict())
     return png, json_path

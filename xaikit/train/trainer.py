@@ -1,9 +1,12 @@
 """One-cycle training of a registered model into a run folder, resume, and the LR range test.
 
-``train(TrainSettings("ultimus"))`` runs the model's recipe (with any overrides) and writes
-``config.json``, ``env.json``, and after every epoch ``checkpoint.pt`` and ``history.json``
-(all atomically). ``resume(folder)`` continues a killed run from its last checkpoint; on
-the CPU it ends with the same history as an uninterrupted run.
+``train(RunConfig("ultimus"))`` runs the model's recipe (with ``config.overrides`` applied).
+The run folder appears when the first epoch has finished: then, and after every later epoch,
+``checkpoint.pt`` and ``history.json`` are written, and at the first one also ``env.json`` and
+``config.json`` (all atomically; see :mod:`xaikit.run`). A training that fails before
+(bad flags, data, a loss that is not finite in epoch 1) leaves no folder behind, so the
+corrected command just runs. ``resume(folder)`` continues a killed run from its last
+checkpoint; on the CPU it ends with the same history as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -17,60 +20,30 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from xaikit.atomic import atomic_write_json
+from xaikit.device import resolve_device
 from xaikit.errors import DivergedError, RunError, XaikitError
-from xaikit.registry import get_model_spec
-from xaikit.specs import DataBundle, ModelSpec, Recipe
-from xaikit.train.checkpoint import (
-    CHECKPOINT_NAME, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint,
+from xaikit.evaluate import evaluate_split
+from xaikit.registry import get_model_spec, model_entries, dataset_entries
+from xaikit.run import (
+    CHECKPOINT_NAME, CONFIG_NAME, ENV_NAME, HISTORY_NAME, LR_FIND_JSON, LR_FIND_PNG, METRICS_NAME,
+    DataFacts, EpochRecord, LRSuggestion, Origin, RunConfig, build_model, environment_record,
+    is_run_folder, load_checkpoint, load_data, load_run, now_iso, read_env, save_checkpoint,
+    write_config,
 )
-from xaikit.runs_io import write_json
-from xaikit.train.env import environment_record, now_iso, resolve_device
+from xaikit.specs import DataBundle, ModelSpec, Recipe
 from xaikit.train.loop import (
-    build_optimizer, build_scheduler, cudnn_autotune, evaluate_split, steps_per_epoch,
-    train_one_epoch,
+    build_optimizer, build_scheduler, cudnn_autotune, steps_per_epoch, train_one_epoch,
 )
 from xaikit.train.lr_finder import LRFinderResult, lr_range_test, save_lr_find
 from xaikit.train.progress import TrainProgress
-from xaikit.train.runs import (
-    CONFIG_NAME, ENV_NAME, HISTORY_NAME, load_run, load_run_data, read_json,
-)
+from xaikit.train.rng import capture_rng_state, restore_rng_state
 
-EpochCallback = Callable[[dict[str, Any]], None]
+EpochCallback = Callable[[EpochRecord], None]
 
-
-@dataclass
-class TrainSettings:
-    """What ``xaikit train`` was asked for. ``None`` recipe fields mean "the model's recipe".
-
-    ``bf16=None`` means on for CUDA, off on the CPU. ``max_lr_auto`` runs the LR range test
-    first (``lr_find_steps`` steps) and trains with its suggestion. ``sync_every`` is the number
-    of batches between host reads of the loss (progress, divergence check) on CUDA; on the CPU,
-    where a read costs nothing, the loss is read after every batch.
-    """
-
-    model: str
-    dataset: str = "cifar10"
-    data_path: str | None = None
-    subset: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    epochs: int | None = None
-    batch_size: int | None = None
-    max_lr: float | None = None
-    max_lr_auto: bool = False
-    optimizer: str | None = None
-    weight_decay: float | None = None
-    label_smoothing: float | None = None
-    compile: bool = False
-    tta: bool = False
-    bf16: bool | None = None
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    sync_every: int = 20
-    lr_find_steps: int = 100
-
-    def recipe_overrides(self) -> dict[str, Any]:
-        names = ("epochs", "batch_size", "max_lr", "optimizer", "weight_decay", "label_smoothing")
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+RUN_FILES = (CONFIG_NAME, HISTORY_NAME, CHECKPOINT_NAME, ENV_NAME, METRICS_NAME, LR_FIND_JSON,
+             LR_FIND_PNG)
+"""Files a training run owns; ``--overwrite`` replaces exactly these."""
 
 
 def check_recipe(recipe: Recipe) -> None:
@@ -97,40 +70,48 @@ def default_run_dir(model: str, root: Path = Path("runs")) -> Path:
     return root / f"{model}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
 
 
-def load_training_data(
-    dataset: str, data_path: str | None, subset: int | None, seed: int
-) -> DataBundle:
-    """Load a data set (and its balanced subset of ``subset`` training images)."""
-    from xaikit.data import balanced_subset, load_data
+def resolve_recipe(config: RunConfig) -> tuple[ModelSpec, Recipe]:
+    """The model's spec and the recipe ``config`` trains with (its own, or the model's recipe
+    with ``config.overrides`` applied), checked.
 
-    bundle = load_data(dataset, data_path)
-    if subset:
-        bundle = balanced_subset(bundle, subset, seed=seed)
-    return bundle
+    Raises:
+        UnknownNameError: the model is not registered.
+        XaikitError: an override names no recipe field, or the recipe cannot run.
+    """
+    spec = get_model_spec(config.model)
+    recipe = config.recipe
+    if recipe is None:
+        fields = set(Recipe.__dataclass_fields__)
+        unknown = sorted(set(config.overrides) - fields)
+        if unknown:
+            raise XaikitError(f"unknown recipe setting(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+        recipe = spec.recipe.replace(**config.overrides)
+    check_recipe(recipe)
+    return spec, recipe
 
 
-@dataclass
-class _Session:
-    """Everything one training process holds."""
+def _origin(entries: dict[str, Any], name: str) -> Origin | None:
+    from xaikit.plugins import get_plugin_manager
 
-    folder: Path
-    config: dict[str, Any]
-    recipe: Recipe
-    device: torch.device
-    data: DataBundle
-    model: nn.Module
-    generator: torch.Generator
-    bf16: bool
-    channels_last: bool
-    history: list[dict[str, Any]] = field(default_factory=list)
-    start_epoch: int = 1
-    resume_state: dict[str, Any] | None = None  # a checkpoint to continue from
+    entry = entries.get(name)
+    if entry is None:
+        return None
+    dist = get_plugin_manager().state.dists.get(entry.plugin)
+    if isinstance(dist, str):  # "name version"
+        dist_name, _, version = dist.partition(" ")
+        return Origin(entry.plugin, dist_name or None, version or None)
+    if dist is not None:
+        return Origin(entry.plugin, getattr(dist, "name", None), getattr(dist, "version", None))
+    return Origin(entry.plugin)
 
-    @property
-    def sync_every(self) -> int:
-        if self.device.type == "cpu":
-            return 1
-        return int(self.config["flags"].get("sync_every", 20))
+
+def data_facts(data: DataBundle) -> DataFacts:
+    """What a run records about its training data."""
+    return DataFacts(
+        source=data.source, classes=tuple(data.classes), num_train=int(data.train_labels.shape[0]),
+        num_test=int(data.test_labels.shape[0]), mean=tuple(map(float, data.mean)),
+        std=tuple(map(float, data.std)),
+    )
 
 
 def to_channels_last(model: nn.Module, data: DataBundle) -> bool:
@@ -175,7 +156,7 @@ def _check_out_folder(folder: Path, overwrite: bool) -> None:
     if folder.exists() and not folder.is_dir():
         raise RunError(f"--out {folder} exists and is not a folder")
     if folder.is_dir() and any(folder.iterdir()) and not overwrite:
-        if (folder / CONFIG_NAME).exists():
+        if is_run_folder(folder):
             raise RunError(f"{folder} already holds a run; use --resume {folder}, --overwrite, or another --out")
         raise RunError(f"--out {folder} is not empty; pick another folder or pass --overwrite")
 
@@ -201,73 +182,75 @@ def run_lr_range_test(
     )
 
 
+@dataclass
+class _Training:
+    """The live objects of one training process (its settings are all in ``config``)."""
+
+    folder: Path
+    config: RunConfig
+    device: torch.device
+    data: DataBundle
+    model: nn.Module
+    generator: torch.Generator
+    history: list[EpochRecord] = field(default_factory=list)
+    start_epoch: int = 1
+    resume_state: dict[str, Any] | None = None  # a checkpoint to continue from
+    overwrite: bool = False
+    lr_test: LRFinderResult | None = None  # saved with the first epoch
+
+    @property
+    def recipe(self) -> Recipe:
+        assert self.config.recipe is not None
+        return self.config.recipe
+
+    @property
+    def sync_every(self) -> int:
+        return 1 if self.device.type == "cpu" else self.config.sync_every
+
+
 def train(
-    settings: TrainSettings, out: str | Path | None = None, *, overwrite: bool = False,
+    config: RunConfig, out: str | Path | None = None, *, overwrite: bool = False,
     show_progress: bool | None = None, on_epoch_end: EpochCallback | None = None,
 ) -> Path:
-    """Train ``settings.model`` into a new run folder and return the folder.
+    """Train ``config.model`` into a new run folder and return the folder.
 
     Raises:
-        UnknownNameError: the model is not registered.
+        UnknownNameError: the model or data set is not registered.
         DataError: the data cannot be loaded.
         RunError: ``out`` already holds a run (without ``overwrite``).
         DivergedError: a loss became non-finite; the last good checkpoint stays.
     """
-    spec = get_model_spec(settings.model)
-    device = resolve_device(settings.device)
-    recipe = spec.recipe.replace(**settings.recipe_overrides())
-    check_recipe(recipe)
+    spec, recipe = resolve_recipe(config)
+    device = resolve_device(config.device)
     folder = Path(out) if out is not None else default_run_dir(spec.name)
     _check_out_folder(folder, overwrite)
-    data = load_training_data(settings.dataset, settings.data_path, settings.subset, settings.seed)
-    data = data.to(device)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in (HISTORY_NAME, CHECKPOINT_NAME, "metrics.json", "lr_find.json", "lr_find.png"):
-        (folder / name).unlink(missing_ok=True)  # only there with overwrite
-    bf16 = device.type == "cuda" if settings.bf16 is None else settings.bf16
-    model_kwargs = {"num_classes": len(data.classes), **settings.model_kwargs}
-    torch.manual_seed(settings.seed)
-    model = spec.create(**model_kwargs).to(device)
-    channels_last = to_channels_last(model, data)
-    lr_test: LRFinderResult | None = None
-    if settings.max_lr_auto:
+    data = load_data(config).to(device)
+    config = config.replace(
+        recipe=recipe, device=str(device), data=data_facts(data),
+        bf16=device.type == "cuda" if config.bf16 is None else config.bf16,
+        model_origin=_origin(model_entries(), spec.name),
+        dataset_origin=_origin(dataset_entries(), config.dataset),
+        created=now_iso(),
+    )
+    torch.manual_seed(config.seed)
+    model = build_model(spec, config).to(device)
+    config = config.replace(
+        model_kwargs={**config.model_kwargs, "num_classes": len(data.classes)},
+        channels_last=to_channels_last(model, data),
+    )
+    lr_test = None
+    if config.max_lr_auto:
         lr_test = run_lr_range_test(
-            spec, recipe, data, device, settings.seed, model=model, bf16=bf16,
-            steps=settings.lr_find_steps,
+            spec, recipe, data, device, config.seed, model=model, bf16=bool(config.bf16),
+            steps=config.lr_find_steps,
         )
-        save_lr_find(lr_test, folder, title=f"LR range test: {spec.name}")
-        recipe = recipe.replace(max_lr=lr_test.suggested_lr)
-    config = {
-        "model": spec.name,
-        "model_kwargs": model_kwargs,
-        "dataset": settings.dataset,
-        "data_path": settings.data_path,
-        "data_source": data.source,
-        "subset": settings.subset,
-        "subset_seed": settings.seed,
-        "seed": settings.seed,
-        "device": str(device),
-        "recipe": recipe.to_dict(),
-        "flags": {
-            "compile": settings.compile, "tta": settings.tta, "bf16": bf16,
-            "channels_last": channels_last, "max_lr_auto": settings.max_lr_auto,
-            "sync_every": settings.sync_every,
-        },
-        "overrides": settings.recipe_overrides(),
-        "max_lr_suggestion": None if lr_test is None else {"lr": lr_test.suggested_lr, "rule": lr_test.rule},
-        "classes": list(data.classes),
-        "num_train": int(data.train_labels.shape[0]),
-        "num_test": int(data.test_labels.shape[0]),
-        "mean": list(data.mean),
-        "std": list(data.std),
-        "created": now_iso(),
-    }
-    write_json(folder / CONFIG_NAME, config)
-    write_json(folder / ENV_NAME, environment_record(device, settings.seed))
-    write_json(folder / HISTORY_NAME, [])
-    session = _Session(folder, config, recipe, device, data, model,
-                       _new_generator(device, settings.seed), bf16, channels_last)
-    return _fit(session, show_progress, on_epoch_end)
+        config = config.replace(
+            recipe=recipe.replace(max_lr=lr_test.suggested_lr),
+            max_lr_suggestion=LRSuggestion(lr_test.suggested_lr, lr_test.rule),
+        )
+    state = _Training(folder, config, device, data, model, _new_generator(device, config.seed),
+                      overwrite=overwrite, lr_test=lr_test)
+    return _fit(state, show_progress, on_epoch_end)
 
 
 def resume(
@@ -278,99 +261,120 @@ def resume(
 
     Model, optimizer and scheduler states, the epoch, the history and the CPU/CUDA/data RNG
     states come from ``checkpoint.pt``; everything else from ``config.json``.
+
+    Raises:
+        RunError: not a run, no checkpoint, a checkpoint of another model, or data whose
+            classes differ from the run's.
     """
     run = load_run(run_dir)
     config = run.config
-    stored_device = torch.device(config.get("device", "cpu"))
+    assert config.recipe is not None
+    check_recipe(config.recipe)
+    if not run.checkpoint_path.is_file():
+        raise RunError(
+            f"{run.checkpoint_path} is missing, so {run.path} cannot be resumed; "
+            f"train again with --out {run.path} --overwrite"
+        )
+    stored_device = torch.device(config.device)
     target = resolve_device(device or str(stored_device))
-    recipe = Recipe.from_dict(config["recipe"])
-    flags = config.get("flags", {})
-    bf16 = bool(flags.get("bf16")) if target.type == stored_device.type else target.type == "cuda"
-    data = load_run_data(run, data_path).to(target)
-    seed = int(config.get("seed", 0))
-    torch.manual_seed(seed)
-    kwargs = dict(config.get("model_kwargs") or {})
-    model = run.spec.create(**kwargs).to(target)
-    channels_last = bool(flags.get("channels_last")) and to_channels_last(model, data)
-    session = _Session(run.path, config, recipe, target, data, model, _new_generator(target, seed),
-                       bf16, channels_last)
-    checkpoint_path = run.path / CHECKPOINT_NAME
-    if checkpoint_path.is_file():
-        checkpoint = load_checkpoint(checkpoint_path, map_location=target)
-        if checkpoint.get("model_name") not in (None, run.spec.name):
-            raise RunError(f"{checkpoint_path} holds a {checkpoint['model_name']!r} model, not {run.spec.name!r}")
-        session.start_epoch = int(checkpoint["epoch"]) + 1
-        session.history = list(checkpoint.get("history", []))
-        session.resume_state = checkpoint
-    env = read_json(run.path / ENV_NAME) if (run.path / ENV_NAME).is_file() else {}
+    if target.type != stored_device.type:
+        config = config.replace(bf16=target.type == "cuda")
+    data = load_data(run, data_path).to(target)
+    torch.manual_seed(config.seed)
+    model = build_model(run.spec, config).to(target)
+    channels_last = bool(config.channels_last) and to_channels_last(model, data)
+    config = config.replace(channels_last=channels_last)
+    checkpoint = load_checkpoint(run.checkpoint_path, map_location=target)
+    if checkpoint.get("model_name") not in (None, run.spec.name):
+        raise RunError(f"{run.checkpoint_path} holds a {checkpoint['model_name']!r} model, not {run.spec.name!r}")
+    state = _Training(run.path, config, target, data, model, _new_generator(target, config.seed))
+    state.start_epoch = int(checkpoint["epoch"]) + 1
+    state.history = list(checkpoint.get("history", []))
+    state.resume_state = checkpoint
+    env = read_env(run.path)
     env.setdefault("resumes", []).append(
-        {"start_time": now_iso(), "device": str(target), "from_epoch": session.start_epoch}
+        {"start_time": now_iso(), "device": str(target), "from_epoch": state.start_epoch}
     )
-    write_json(run.path / ENV_NAME, env)
-    return _fit(session, show_progress, on_epoch_end)
+    atomic_write_json(run.path / ENV_NAME, env)
+    return _fit(state, show_progress, on_epoch_end)
 
 
-def _fit(session: _Session, show_progress: bool | None, on_epoch_end: EpochCallback | None) -> Path:
-    recipe, data = session.recipe, session.data
-    model = session.model
+def _save_epoch(state: _Training, epoch: int, model: nn.Module, optimizer: Any, scheduler: Any) -> None:
+    """Write the checkpoint and the history; at a new run's first epoch, create the run
+    (replace an old one's files with ``overwrite``, write ``env.json``, then ``config.json``)."""
+    first = state.resume_state is None and epoch == 1
+    if first:
+        state.folder.mkdir(parents=True, exist_ok=True)
+        if state.overwrite:
+            for name in RUN_FILES:
+                (state.folder / name).unlink(missing_ok=True)
+        if state.lr_test is not None:
+            save_lr_find(state.lr_test, state.folder, title=f"LR range test: {state.config.model}")
+        atomic_write_json(state.folder / ENV_NAME, environment_record(state.device, state.config.seed))
+    save_checkpoint(state.folder / CHECKPOINT_NAME, {
+        "model_name": state.config.model,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "history": state.history,
+        "rng": capture_rng_state(state.generator),
+    })
+    atomic_write_json(state.folder / HISTORY_NAME, state.history)
+    if first:
+        write_config(state.folder, state.config)  # last: a folder with a config is a run
+
+
+def _fit(state: _Training, show_progress: bool | None, on_epoch_end: EpochCallback | None) -> Path:
+    recipe, data, config = state.recipe, state.data, state.config
+    model = state.model
     optimizer = build_optimizer(model, recipe)
     steps = steps_per_epoch(int(data.train_labels.shape[0]), recipe.batch_size)
     scheduler = build_scheduler(optimizer, recipe, steps)
-    state = session.resume_state
-    if state is not None:
+    saved = state.resume_state
+    if saved is not None:
         try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise RunError(f"checkpoint does not fit model {session.config['model']!r}: "
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            restore_rng_state(saved["rng"], state.generator)
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise RunError(f"{state.folder / CHECKPOINT_NAME} does not fit model {config.model!r}: "
                            f"{' '.join(str(exc).split())[:300]}") from None
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        restore_rng_state(state["rng"], session.generator)
-    net = torch.compile(model) if session.config["flags"].get("compile") else model
+    net = torch.compile(model) if config.compile else model
     criterion, augment = _criterion(recipe), _augment(recipe)
-    tta = bool(session.config["flags"].get("tta"))
-    progress = TrainProgress(recipe.epochs, steps, session.start_epoch, enabled=show_progress)
-    with cudnn_autotune(session.device.type == "cuda"), progress:
-        if session.start_epoch > recipe.epochs:
-            progress.message(f"{session.folder} already finished all {recipe.epochs} epochs")
-        for epoch in range(session.start_epoch, recipe.epochs + 1):
+    progress = TrainProgress(recipe.epochs, steps, state.start_epoch, enabled=show_progress)
+    with cudnn_autotune(state.device.type == "cuda"), progress:
+        if state.start_epoch > recipe.epochs:
+            progress.message(f"{state.folder} already finished all {recipe.epochs} epochs")
+        for epoch in range(state.start_epoch, recipe.epochs + 1):
             started = time.perf_counter()
             progress.start_epoch(epoch)
             try:
                 result = train_one_epoch(
                     net, optimizer, scheduler, criterion, data.train_images, data.train_labels,
-                    data.mean, data.std, augment, recipe.batch_size, session.generator,
-                    epoch=epoch, bf16=session.bf16, channels_last=session.channels_last,
-                    sync_every=session.sync_every, on_progress=progress.update_batch,
+                    data.mean, data.std, augment, recipe.batch_size, state.generator,
+                    epoch=epoch, bf16=bool(config.bf16), channels_last=bool(config.channels_last),
+                    sync_every=state.sync_every, on_progress=progress.update_batch,
                 )
             except DivergedError as exc:
-                kept = (f"the checkpoint of epoch {epoch - 1} is kept in {session.folder}"
-                        if epoch > 1 else "no checkpoint was written")
+                kept = (f"the checkpoint of epoch {epoch - 1} is kept in {state.folder}"
+                        if epoch > 1 else "no run folder was written")
                 raise DivergedError(f"{exc}; {kept}") from None
             test = evaluate_split(
-                net, data.test_images, data.test_labels, data.mean, data.std, tta=tta,
-                bf16=session.bf16, channels_last=session.channels_last,
+                net, data.test_images, data.test_labels, data.mean, data.std, tta=config.tta,
+                bf16=bool(config.bf16), channels_last=bool(config.channels_last),
             )
-            record = {
+            record: EpochRecord = {
                 "epoch": epoch, "train_loss": result.loss, "train_acc": result.acc,
                 "test_loss": test["loss"], "test_acc": test["acc"], "lr": result.lr,
                 "seconds": round(time.perf_counter() - started, 3),
             }
-            if tta:
+            if config.tta:
                 record["test_acc_tta"] = test["acc_tta"]
-            session.history.append(record)
-            save_checkpoint(session.folder / CHECKPOINT_NAME, {
-                "model_name": session.config["model"],
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch,
-                "history": session.history,
-                "rng": capture_rng_state(session.generator),
-            })
-            write_json(session.folder / HISTORY_NAME, session.history)
-            progress.end_epoch(record)
+            state.history.append(record)
+            _save_epoch(state, epoch, model, optimizer, scheduler)
+            progress.end_epoch(dict(record))
             if on_epoch_end is not None:
                 on_epoch_end(record)
-    return session.folder
-
+    return state.folder

@@ -38,7 +38,6 @@ class DeepLift(Attribution):
     uses_layer = False
     signed = True
     scale = "signed, logit units; each map sums to about f_c(x) - f_c(0)"
-    batched = True
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:
         reused = reused_nonlinearities(self.model, x[:1])

@@ -29,7 +29,6 @@ class CaptumGradCam(Attribution):
     uses_layer = True
     signed = False
     scale = "non-negative (ReLU'd), activation units, upsampled from the layer"
-    batched = True
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:
         assert self.layer is not None  # set by Attribution.__init__ since uses_layer is True

@@ -27,7 +27,6 @@ class GuidedBackprop(Attribution):
     uses_layer = False
     signed = True
     scale = "signed, channel sum of the guided gradient, unnormalised"
-    batched = True
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:
         with captum_call(self.model), relus_not_inplace(self.model):

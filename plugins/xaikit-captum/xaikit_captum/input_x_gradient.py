@@ -26,7 +26,6 @@ class InputXGradient(Attribution):
     uses_layer = False
     signed = True
     scale = "signed, sum over channels of x * d logit / dx, logit units"
-    batched = True
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:
         with captum_call(self.model):

@@ -48,7 +48,6 @@ class IntegratedGradients(Attribution):
     uses_layer = False
     signed = True
     scale = "signed, logit units; each map sums to f_c(x) - f_c(baseline) (+ last_delta)"
-    batched = True
 
     def __init__(
         self,

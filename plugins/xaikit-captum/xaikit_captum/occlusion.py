@@ -36,7 +36,6 @@ class Occlusion(Attribution):
     uses_layer = False
     signed = True
     scale = "signed, mean drop of the target logit over covering windows"
-    batched = True
 
     def __init__(
         self,

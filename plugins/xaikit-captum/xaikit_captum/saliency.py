@@ -25,7 +25,6 @@ class Saliency(Attribution):
     uses_layer = False
     signed = False
     scale = "non-negative, |d logit / d input| max over channels, unnormalised"
-    batched = True
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:
         with captum_call(self.model):

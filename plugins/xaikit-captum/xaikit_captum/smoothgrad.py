@@ -67,7 +67,6 @@ class SmoothGrad(Attribution):
     uses_layer = False
     signed = False
     scale = "non-negative, mean |d logit / d input| under noise, max over channels"
-    batched = True
 
     def __init__(
         self,

@@ -153,6 +153,6 @@ def test_the_plugin_registers_all_six_methods_with_their_classes(plugin_manager)
     }
     for name, cls in expected.items():
         assert xaikit.get_attribution(name) is cls
-        assert cls.uses_layer and not cls.signed and cls.batched and cls.scale
+        assert cls.uses_layer and not cls.signed and cls.scale
     entries = xaikit.registry.attribution_entries()
     assert {entries[name].plugin for name in expected} == {"gradcam"}

@@ -33,7 +33,6 @@ class GradientCAM(Attribution):
 
     uses_layer = True
     signed = False
-    batched = True
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:
         activation, gradient, _logits = self.forward_with_layer(x, target)

@@ -42,7 +42,6 @@ class ScoreCAM(Attribution):
     uses_layer = True
     signed = False
     scale = "ReLU'd, >= 0, unnormalised (softmax-weighted mean of activation channels)"
-    batched = True
 
     def __init__(self, model: nn.Module, layer: str | None = None, *, chunk_size: int = 256) -> None:
         """Args:

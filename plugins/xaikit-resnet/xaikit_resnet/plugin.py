@@ -19,7 +19,7 @@ def register_models(register: Callable) -> None:
             factory=custom_resnet,
             target_layer="layer3",
             recipe=CUSTOM_RESNET_RECIPE,
-            description="Page's DAWNBench CIFAR-10 ResNet (6.57M params), 24-epoch one-cycle SGD",
+            description="Page's DAWNBench CIFAR-10 ResNet, 24-epoch one-cycle SGD",
         )
     )
     register(
@@ -28,6 +28,6 @@ def register_models(register: Callable) -> None:
             factory=resnet18,
             target_layer="layer4",
             recipe=RESNET18_RECIPE,
-            description="CIFAR ResNet-18, He et al. 2016 (11.17M params), 30-epoch one-cycle SGD",
+            description="CIFAR ResNet-18, He et al. 2016, 30-epoch one-cycle SGD",
         )
     )

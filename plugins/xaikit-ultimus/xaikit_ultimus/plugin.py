@@ -23,7 +23,7 @@ ULTIMUS_RECIPE = Recipe(
 
 @hookimpl
 def register_models(register: Callable) -> None:
-    """Register ``ultimus`` (26,074 parameters; CAM target layer ``conv3``)."""
+    """Register ``ultimus`` (CAM target layer ``conv3``)."""
     register(
         ModelSpec(
             name="ultimus",
@@ -32,6 +32,6 @@ def register_models(register: Callable) -> None:
             recipe=ULTIMUS_RECIPE,
             input_shape=(3, 32, 32),
             num_classes=10,
-            description="3 conv blocks > GAP > 4 ULTIMUS attention blocks > FC, 26,074 parameters",
+            description="3 conv blocks > GAP > 4 ULTIMUS attention blocks > FC",
         )
     )

@@ -45,11 +45,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return Path(path)
 
 
-def write_json(path: str | Path, data: Any) -> Path:
+def atomic_write_json(path: str | Path, data: Any) -> Path:
     """Write ``data`` as indented JSON, atomically."""
     return atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
-def write_text(path: str | Path, text: str) -> Path:
+def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write text (UTF-8) atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))

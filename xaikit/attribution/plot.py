@@ -1,9 +1,22 @@
-"""Matplotlib figures shared by ``xaikit explain`` and ``xaikit report`` (Agg backend, PNG)."""
+"""Drawing attribution maps: display normalisation, overlays on the input, the method grid.
+
+Figures use the Agg backend and are written as PNG.
+
+Text that comes from data (class and method names) is drawn literally: figures are drawn
+under :data:`LITERAL_TEXT_RC` (through :func:`literal_text` here, as part of the style of
+:mod:`xaikit.report.charts` there), which turns off matplotlib's mathtext
+(``text.parse_math``) and TeX (``text.usetex``), so a name like ``$\\frac{$`` or ``a_b^c``
+is shown as typed and cannot make the mathtext parser fail; :func:`printable` makes control
+characters visible as escapes.
+"""
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -13,7 +26,31 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from xaikit.runs_io import atomic_path  # noqa: E402
+from xaikit.atomic import atomic_path  # noqa: E402
+
+LITERAL_TEXT_RC: dict[str, Any] = {"text.parse_math": False, "text.usetex": False}
+"""matplotlib settings under which every text is drawn as its characters, never as markup."""
+
+
+def literal_text() -> AbstractContextManager[Any]:
+    """A context (also usable as a decorator) in which matplotlib draws text literally.
+
+    It is :func:`matplotlib.rc_context` with :data:`LITERAL_TEXT_RC`; the caller's settings are
+    restored on exit. Create the figure *and* save it inside it: a ``Text`` reads
+    ``text.parse_math`` when it is made, and tick labels may be made while saving.
+    """
+    return matplotlib.rc_context(LITERAL_TEXT_RC)
+
+
+def printable(text: object) -> str:
+    """``str(text)`` with control characters shown as escapes (``"\\x1b"``, ``"\\n"``).
+
+    A font has no glyph for them, so they would be drawn as nothing or as a box.
+    """
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) == "Cc" else ch
+        for ch in str(text)
+    )
 
 
 def normalise_map(attribution: Tensor, signed: bool = False) -> np.ndarray:
@@ -29,7 +66,9 @@ def normalise_map(attribution: Tensor, signed: bool = False) -> np.ndarray:
     return np.clip(a / scale, 0.0, 1.0)
 
 
-def overlay(image: Tensor, attribution: Tensor, signed: bool = False, alpha: float = 0.55) -> np.ndarray:
+def overlay(
+    image: Tensor, attribution: Tensor, signed: bool = False, alpha: float = 0.55
+) -> np.ndarray:
     """RGB float array ``[H, W, 3]``: the image blended with a colour map of the attribution.
 
     Non-negative maps use ``jet`` over 0..1; signed maps use ``bwr`` (blue < 0 < red).
@@ -45,6 +84,7 @@ def overlay(image: Tensor, attribution: Tensor, signed: bool = False, alpha: flo
     return np.clip((1.0 - weight) * rgb + weight * heat, 0.0, 1.0)
 
 
+@literal_text()
 def explanation_grid(
     images: Tensor,
     maps: Mapping[str, Tensor],
@@ -58,6 +98,8 @@ def explanation_grid(
 ) -> Path:
     """Save a grid: one row per image (true and predicted label), the input, then each method.
 
+    Class and method names are drawn literally (see :func:`literal_text`).
+
     Args:
         images: uint8 ``[N, 3, H, W]``.
         maps: method name -> ``[N, H, W]`` maps for the same images.
@@ -67,6 +109,9 @@ def explanation_grid(
         path: PNG file to write (atomically).
         confidences: predicted-class probabilities, shown in the row label.
         max_rows: at most this many images (rows) are drawn.
+
+    Returns:
+        ``path``.
     """
     n = min(len(images), max_rows)
     cols = 1 + len(maps)
@@ -77,7 +122,7 @@ def explanation_grid(
         ax = axes[row][0]
         ax.imshow(images[row].permute(1, 2, 0).cpu().numpy())
         ax.set_ylabel(
-            f"{classes[labels[row]]}\n-> {classes[preds[row]]}{conf}",
+            f"{printable(classes[labels[row]])}\n-> {printable(classes[preds[row]])}{conf}",
             fontsize=7, color="black" if ok else "crimson", rotation=0, ha="right", va="center",
         )
         for col, (name, method_maps) in enumerate(maps.items(), start=1):
@@ -86,14 +131,10 @@ def explanation_grid(
             axes[row][col].set_xticks([])
             axes[row][col].set_yticks([])
     for col, title in enumerate(["input", *maps.keys()]):
-        axes[0][col].set_title(title, fontsize=8)
+        axes[0][col].set_title(printable(title), fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
 
-
-def images_uint8(images: Tensor) -> Tensor:
-    """Make sure a batch is uint8 ``[N, 3, H, W]`` on the CPU for drawing."""
-    return images.detach().cpu().to(torch.uint8)

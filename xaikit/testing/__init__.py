@@ -1,4 +1,10 @@
-"""Pytest fixtures shared by the core's and the plugins' tests (loaded by the root conftest.py)."""
+"""Pytest fixtures and small models shared by the core's, the plugins' and third parties' tests.
+
+The root ``conftest.py`` loads this module with ``pytest_plugins = ["xaikit.testing"]``; a plugin
+author does the same in their own ``conftest.py``. The registry-wide contract tests live in
+:mod:`xaikit.testing.test_contract`: after ``pip install``-ing a plugin, run them with
+``python -m pytest --pyargs xaikit.testing.test_contract``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,20 @@ import torch
 from torch import nn
 
 from xaikit.plugins import PluginManager, make_plugin_manager, set_plugin_manager
+from xaikit.testing.checks import hooks_left, module_flags, no_network, write_cifar10_batches
+from xaikit.testing.nets import ContractNet, ForwardFailure, NoConvNet
+
+__all__ = [
+    "ContractNet",
+    "ForwardFailure",
+    "NoConvNet",
+    "TinyConvNet",
+    "hooks_left",
+    "module_flags",
+    "no_network",
+    "plugin_manager",
+    "write_cifar10_batches",
+]
 
 
 @pytest.fixture
