@@ -95,7 +95,8 @@ def test_training_throughput(benchmark, training_data, device, model, loop) -> N
     model_name = model
     from xaikit import create_model, get_model_spec
     from xaikit.data import BatchAugment
-    from xaikit.train.loop import build_optimizer, build_scheduler, cudnn_autotune, train_one_epoch
+    from xaikit.schedule import build_scheduler
+    from xaikit.train.loop import build_optimizer, cudnn_autotune, train_one_epoch
 
     data_name, bundle = training_data
     device = torch.device(device)

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from xaikit.specs import Recipe
-from xaikit.train.loop import build_optimizer, build_scheduler, train_one_epoch
+from xaikit.schedule import build_scheduler
+from xaikit.train.loop import build_optimizer, train_one_epoch
 
 BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 

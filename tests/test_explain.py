@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from xaikit.cli import app
 from xaikit.errors import UnknownNameError, XaikitError
+from xaikit.registry import get_attribution
 from xaikit.explain import explain_run, load_explanation, spread_over_classes
 from xaikit.hookspecs import hookimpl
 from xaikit.plugins import make_plugin_manager, set_plugin_manager
@@ -103,3 +104,53 @@ def test_sanity_images_zero_skips_the_randomisation_check(run: Path, tmp_path: P
     assert result.exit_code == 0, result.output
     scores = json.loads((tmp_path / "explanations.json").read_text())["methods"]["saliency"]
     assert "randomization" not in scores and "deletion" in scores
+
+
+class Flat(torch.nn.Module):
+    """A model with no spatial layer: flatten, linear."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(3 * 32 * 32, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
+
+
+class FlatModels:
+    @hookimpl
+    def register_models(self, register):
+        register(ModelSpec("flat", Flat, None, recipe=Recipe(epochs=1, batch_size=20)))
+
+
+@pytest.fixture(scope="module")
+def flat_run(tmp_path_factory: pytest.TempPathFactory):
+    pm = make_plugin_manager()
+    pm.register(FlatModels(), name="flat-models")
+    set_plugin_manager(pm)
+    folder = train(RunConfig("flat", dataset="synthetic", subset=40, device="cpu"),
+                   tmp_path_factory.mktemp("flat") / "run", show_progress=False)
+    yield folder
+    set_plugin_manager(None)
+
+
+def test_methods_that_cannot_apply_are_skipped_with_a_note(flat_run: Path, tmp_path: Path):
+    """Before: the default `explain` and `--method all` failed outright on the CAM methods of a
+    model with no spatial layer."""
+    result = CliRunner().invoke(app, ["explain", str(flat_run), "--images", "3", "--out",
+                                      str(tmp_path), "--device", "cpu", "--sanity-images", "0"])
+    assert result.exit_code == 0, result.output
+    assert "skipped gradcam" in result.stderr and "no spatial layer" in result.stderr
+    record = json.loads((tmp_path / "explanations.json").read_text())
+    assert list(record["methods"]) == ["integrated-gradients"]
+    assert "no spatial layer" in record["skipped"]["gradcam"]
+    every = explain_run(flat_run, ["all"], n_images=2, out=tmp_path, device="cpu", sanity_images=0)
+    assert every.results and all(get_attribution(m).uses_layer for m in every.skipped)
+
+
+def test_only_inapplicable_methods_is_one_clear_error(flat_run: Path, tmp_path: Path):
+    result = CliRunner().invoke(app, ["explain", str(flat_run), "--method", "gradcam", "--out",
+                                      str(tmp_path), "--device", "cpu"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith("error: no attribution method can explain 'flat'")
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -397,3 +397,47 @@ def test_page_renders_in_headless_chromium(page, tmp_path):
     keep = os.environ.get("XAIKIT_REPORT_SCREENSHOT")
     if keep:
         shutil.copyfile(shot, keep)
+
+
+def test_out_elsewhere_puts_figures_beside_it_and_leaves_run_figures_alone(
+    plugin_manager, report_run, tmp_path
+):
+    """Before: `report RUN --out other.html` overwrote RUN/figures/ of the default report."""
+    plugin_manager.register(TinyModels(), name="tiny-report-models")
+    run_figures = {p.name: p.stat().st_mtime_ns for p in (report_run / "figures").iterdir()}
+    out = build_report(report_run, ["gradcam"], n_images=2, device="cpu", out=tmp_path / "other.html")
+    assert (tmp_path / "other-figures" / "confusion_matrix.png").is_file()
+    assert {p.name: p.stat().st_mtime_ns for p in (report_run / "figures").iterdir()} == run_figures
+    assert str(tmp_path / "other-figures") in out.read_text()
+
+
+class FlatNet(torch.nn.Module):
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(3 * 32 * 32, num_classes)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+class FlatModels:
+    @hookimpl
+    def register_models(self, register):
+        register(ModelSpec("flat-report", FlatNet, None, recipe=Recipe(epochs=1, batch_size=16)))
+
+
+def test_report_of_a_model_without_spatial_layer_skips_cam_methods(plugin_manager, tmp_path):
+    """Before: `xaikit report` failed outright on the CAM methods of such a model."""
+    plugin_manager.register(FlatModels(), name="flat-report-models")
+    folder = train(RunConfig("flat-report", dataset="synthetic", subset=40, device="cpu"),
+                   tmp_path / "run", show_progress=False)
+    result = CliRunner().invoke(
+        __import__("xaikit.cli", fromlist=["app"]).app,
+        ["report", str(folder), "--images", "2", "--sanity-images", "0", "--batch-size", "8",
+         "--device", "cpu", "-m", "gradcam", "-m", "saliency"],
+    )
+    assert result.exit_code == 0, result.output
+    page = (folder / "report.html").read_text()
+    assert "Skipped" in page and "no spatial layer" in page
+    assert "<td><strong>saliency</strong></td>" in page
+    assert "<td><strong>gradcam</strong></td>" not in page

@@ -155,6 +155,85 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tiny, tmp_path):
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 1
 
 
+def test_a_training_that_fails_in_epoch_1_leaves_no_run_behind(tiny, tmp_path):
+    """Before: config.json and history.json stayed, so the corrected command was refused
+    ("already holds a run") and --resume repeated the error."""
+    with pytest.raises(DivergedError, match="no run folder was written"):
+        train(settings(model_kwargs={"nan_after": 0}), tmp_path / "run", show_progress=False)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(XaikitError, match="at least 2 steps"):  # one batch of everything
+        train(settings(epochs=1, batch_size=1000), tmp_path / "run", show_progress=False)
+    assert not (tmp_path / "run").exists()
+    folder = train(settings(epochs=1), tmp_path / "run", show_progress=False)  # the fix just runs
+    assert load_run(folder).history[-1]["epoch"] == 1
+
+
+def test_a_failed_overwrite_keeps_the_old_run(tiny, tmp_path):
+    folder = train(settings(epochs=1), tmp_path / "run", show_progress=False)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(DivergedError):
+        train(settings(model_kwargs={"nan_after": 0}), folder, overwrite=True, show_progress=False)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_resume_without_a_checkpoint_is_refused_and_changes_nothing(tiny, tmp_path):
+    folder = train(settings(epochs=1), tmp_path / "run", show_progress=False)
+    (folder / "checkpoint.pt").unlink()
+    history = (folder / "history.json").read_bytes()
+    with pytest.raises(RunError, match="checkpoint.pt is missing.*cannot be resumed"):
+        resume(folder, show_progress=False)
+    assert (folder / "history.json").read_bytes() == history
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["recipe"].update(epochs="3"), r"config.json: recipe.epochs: Input should be a valid integer"),
+        (lambda c: c["data"].update(classes="abc"), r"config.json: data.classes: Input should be a valid"),
+        (lambda c: c.update(surprise=1), r"config.json: surprise: Unexpected"),
+        (lambda c: c.pop("model"), r"config.json: model: Field required"),
+    ],
+)
+def test_a_malformed_config_is_one_line_naming_the_field(tiny, tmp_path, change, message):
+    folder = train(settings(epochs=1), tmp_path / "run", show_progress=False)
+    config = json.loads((folder / "config.json").read_text())
+    change(config)
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(RunError, match=message) as info:
+        load_run(folder)
+    assert "\n" not in str(info.value)
+
+
+def test_a_malformed_history_or_checkpoint_is_one_line(tiny, tmp_path):
+    folder = train(settings(epochs=1), tmp_path / "run", show_progress=False)
+    (folder / "history.json").write_text(json.dumps([{"epoch": "one"}]))
+    with pytest.raises(RunError, match=r"history.json: 0.epoch: Input should be a valid integer"):
+        load_run(folder)
+    (folder / "history.json").write_text("[]")
+    torch.save({"model": "hello"}, folder / "checkpoint.pt")
+    with pytest.raises(RunError, match="no model state dict"):
+        load_model(load_run(folder))
+    torch.save({"model": {}, "epoch": "7"}, folder / "checkpoint.pt")
+    with pytest.raises(RunError, match="'epoch' must be a non-negative integer"):
+        load_model(load_run(folder))
+
+
+def test_nan_weights_are_refused_instead_of_evaluated(tiny, tmp_path):
+    folder = train(settings(epochs=1), tmp_path / "run", show_progress=False)
+    checkpoint = torch.load(folder / "checkpoint.pt", weights_only=True)
+    checkpoint["model"]["fc.weight"].fill_(float("nan"))
+    torch.save(checkpoint, folder / "checkpoint.pt")
+    with pytest.raises(RunError, match="non-finite weights"):
+        load_model(load_run(folder))
+
+
+def test_config_round_trips_through_json(tiny, tmp_path):
+    folder = train(settings(epochs=1, tta=True), tmp_path / "run", show_progress=False)
+    config = load_run(folder).config
+    assert RunConfig.from_json(json.dumps(config.to_json())) == config
+    assert config.recipe.epochs == 1 and config.overrides == {"epochs": 1}
+
+
 def test_out_folder_with_a_run_is_not_overwritten(tiny, tmp_path):
     train(settings(epochs=1), tmp_path / "run", show_progress=False)
     with pytest.raises(RunError, match="already holds a run"):
@@ -291,7 +370,8 @@ def test_prediction_and_the_lr_range_test_restore_every_modules_flag():
 def test_loss_is_read_every_sync_every_batches_and_a_nan_between_reads_is_named():
     """The CUDA fast path reads the loss only every ``sync_every`` batches; run it on the CPU."""
     from xaikit.data import load_data
-    from xaikit.train.loop import build_scheduler, train_one_epoch
+    from xaikit.schedule import build_scheduler
+    from xaikit.train.loop import train_one_epoch
 
     data = load_data("synthetic")
     images, labels = data.train_images[:80], data.train_labels[:80]  # 10 batches of 8

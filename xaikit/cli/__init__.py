@@ -5,14 +5,33 @@ Errors a user can cause (``XaikitError``) end in one line on stderr and exit cod
 
 from __future__ import annotations
 
-import sys
-
 import typer
+
+from typer.core import TyperGroup
 
 from xaikit.cli import evaluate_cmd, explain_cmd, plugins_cmd, report_cmd, train_cmd
 from xaikit.errors import XaikitError
 
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: control characters (ANSI/OSC escapes, newlines) shown as
+    ``\\xNN`` escapes, so nothing from a data set, a run or a plugin can drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+class _Commands(TyperGroup):
+    """The root group: a ``XaikitError`` from any command is one ``error:`` line, exit code 2."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except XaikitError as exc:
+            typer.echo(f"error: {one_line(exc)}", err=True)
+            raise typer.Exit(2) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="xaikit",
     help="Train small image CNNs on CIFAR-10 and explain their predictions.",
     no_args_is_help=True,
@@ -24,10 +43,23 @@ for _command_module in (train_cmd, evaluate_cmd, explain_cmd, report_cmd):
     _command_module.register(app)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from xaikit import __version__
+
+        typer.echo(f"xaikit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Train small image CNNs on CIFAR-10 and explain their predictions."""
+
+
 def main() -> None:
     """Console-script entry point."""
-    try:
-        app()
-    except XaikitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    app()

@@ -155,7 +155,7 @@ def one_cycle_lrs(recipe: Mapping[str, Any], num_train: int) -> tuple[np.ndarray
     Uses the trainer's own ``build_scheduler`` on a dummy optimizer, so the curve is the one
     training followed. Returns ``(epoch_position, lr)``: step ``s`` sits at ``(s + 1) / steps``.
     """
-    from xaikit.train.loop import build_scheduler, steps_per_epoch
+    from xaikit.schedule import build_scheduler, steps_per_epoch
 
     r = Recipe.from_dict(dict(recipe))
     steps = steps_per_epoch(int(num_train), r.batch_size)

@@ -163,11 +163,18 @@ def lr_range_test(
 
 def plot_lr_curve(result: LRFinderResult, path: Path, title: str = "LR range test") -> Path:
     """Save the smoothed loss against the LR (log x axis) as a PNG with the suggestion marked."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
+    from xaikit.attribution.plot import literal_text
+
+    with literal_text():  # a model name is drawn as written, never parsed as mathtext
+        return _draw_lr_curve(result, path, title)
+
+
+def _draw_lr_curve(result: LRFinderResult, path: Path, title: str) -> Path:
+    import io
+
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(6.4, 4.2), dpi=120)

@@ -33,8 +33,9 @@ from xaikit.run import (
 )
 from xaikit.specs import DataBundle, ModelSpec, Recipe
 from xaikit.train.loop import (
-    build_optimizer, build_scheduler, cudnn_autotune, steps_per_epoch, train_one_epoch,
+    build_optimizer, cudnn_autotune, train_one_epoch,
 )
+from xaikit.schedule import build_scheduler, steps_per_epoch
 from xaikit.train.lr_finder import LRFinderResult, lr_range_test, save_lr_find
 from xaikit.train.progress import TrainProgress
 from xaikit.train.rng import capture_rng_state, restore_rng_state
