@@ -1,10 +1,11 @@
 """xaikit: train small image CNNs on CIFAR-10 and explain their predictions.
 
 Models, attribution methods and data sets come from plugins (entry-point group ``xaikit``).
+Everything a plugin needs is importable from here; see docs/plugins.md.
 """
 
-from xaikit.attribution.base import Attribution
-from xaikit.errors import XaikitError
+from xaikit.attribution.base import Attribution, upsample
+from xaikit.errors import DataError, NotApplicableError, XaikitError
 from xaikit.hookspecs import hookimpl
 from xaikit.registry import (
     create_model,
@@ -22,10 +23,13 @@ __version__ = "0.1.0"
 __all__ = [
     "Attribution",
     "DataBundle",
+    "DataError",
     "DatasetSpec",
     "ModelSpec",
+    "NotApplicableError",
     "Recipe",
     "XaikitError",
+    "__version__",
     "create_model",
     "get_attribution",
     "get_dataset_spec",
@@ -34,4 +38,5 @@ __all__ = [
     "list_attributions",
     "list_datasets",
     "list_models",
+    "upsample",
 ]

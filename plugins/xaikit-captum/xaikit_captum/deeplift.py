@@ -11,8 +11,8 @@ from captum.attr import DeepLift as _CaptumDeepLift
 from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 from torch import Tensor, nn
 
-from xaikit.attribution.base import Attribution
-from xaikit.errors import XaikitError
+from xaikit import Attribution
+from xaikit import XaikitError
 from xaikit_captum._captum_call import captum_call, relus_not_inplace
 
 

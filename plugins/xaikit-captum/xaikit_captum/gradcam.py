@@ -6,7 +6,7 @@ from __future__ import annotations
 from captum.attr import LayerGradCam
 from torch import Tensor
 
-from xaikit.attribution.base import Attribution
+from xaikit import Attribution
 from xaikit_captum._captum_call import captum_call
 
 

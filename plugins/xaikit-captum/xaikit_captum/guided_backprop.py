@@ -7,7 +7,7 @@ from __future__ import annotations
 from captum.attr import GuidedBackprop as _CaptumGuidedBackprop
 from torch import Tensor
 
-from xaikit.attribution.base import Attribution
+from xaikit import Attribution
 from xaikit_captum._captum_call import captum_call, relus_not_inplace
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from captum.attr import InputXGradient as _CaptumInputXGradient
 from torch import Tensor
 
-from xaikit.attribution.base import Attribution
+from xaikit import Attribution
 from xaikit_captum._captum_call import captum_call
 
 

@@ -9,8 +9,8 @@ import torch
 from captum.attr import IntegratedGradients as _CaptumIG
 from torch import Tensor, nn
 
-from xaikit.attribution.base import Attribution
-from xaikit.errors import XaikitError
+from xaikit import Attribution
+from xaikit import XaikitError
 from xaikit_captum._captum_call import captum_call
 
 

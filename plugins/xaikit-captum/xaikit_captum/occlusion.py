@@ -6,8 +6,8 @@ from __future__ import annotations
 from captum.attr import Occlusion as _CaptumOcclusion
 from torch import Tensor, nn
 
-from xaikit.attribution.base import Attribution
-from xaikit.errors import XaikitError
+from xaikit import Attribution
+from xaikit import XaikitError
 from xaikit_captum._captum_call import captum_call
 
 

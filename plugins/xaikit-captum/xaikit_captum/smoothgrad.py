@@ -8,8 +8,8 @@ from captum.attr import NoiseTunnel
 from captum.attr import Saliency as _CaptumSaliency
 from torch import Tensor, nn
 
-from xaikit.attribution.base import Attribution
-from xaikit.errors import XaikitError
+from xaikit import Attribution
+from xaikit import XaikitError
 from xaikit_captum._captum_call import captum_call
 
 

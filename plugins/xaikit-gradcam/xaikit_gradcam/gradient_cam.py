@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from xaikit.attribution.base import Attribution
-from xaikit.errors import XaikitError
+from xaikit import Attribution
+from xaikit import XaikitError
 
 
 def check_feature_map(activation: Tensor, method: str, layer_name: str | None) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from xaikit.attribution.base import Attribution, upsample
-from xaikit.errors import XaikitError
+from xaikit import Attribution, upsample
+from xaikit import XaikitError
 
 from xaikit_gradcam.gradient_cam import check_feature_map
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xaikit.errors import XaikitError
+from xaikit import XaikitError
 
 
 def check_model_args(num_classes: int, width: float) -> None:

@@ -55,7 +55,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from xaikit.specs import Recipe
+from xaikit import Recipe
 from xaikit_resnet._width import check_model_args, scaled_channels
 
 CUSTOM_RESNET_RECIPE = Recipe(

@@ -39,7 +39,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from xaikit.specs import Recipe
+from xaikit import Recipe
 from xaikit_resnet._width import check_model_args, scaled_channels
 
 RESNET18_RECIPE = Recipe(

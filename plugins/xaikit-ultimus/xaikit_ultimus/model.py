@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xaikit.errors import XaikitError
+from xaikit import XaikitError
 
 SCALES = ("before", "after")
 SOFTMAX_DIMS = (1, 2)
