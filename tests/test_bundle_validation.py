@@ -1,4 +1,5 @@
-"""Every bundle a data set plugin returns is checked by ``load_data``; constant channels normalise."""
+"""Every bundle a data set plugin returns is checked by ``load_data``; a constant channel
+normalises to finite values."""
 
 from __future__ import annotations
 
@@ -151,7 +152,8 @@ def test_a_constant_channel_normalises_to_finite_values(value: int) -> None:
     x = normalize(built.test_images, built.mean, built.std)
     assert bool(torch.isfinite(x).all())
     assert float(x[:, 2].abs().max()) < 1e-5  # the constant channel maps to 0
-    expected = (built.test_images[:, :2].float() / 255 - torch.tensor(built.mean[:2]).view(1, 2, 1, 1)) / torch.tensor(built.std[:2]).view(1, 2, 1, 1)
+    mean, std = (torch.tensor(v[:2]).view(1, 2, 1, 1) for v in (built.mean, built.std))
+    expected = (built.test_images[:, :2].float() / 255 - mean) / std
     torch.testing.assert_close(x[:, :2], expected, rtol=1e-5, atol=1e-4)
     as_tensors = normalize(built.test_images, torch.tensor(built.mean), torch.tensor(built.std))
     assert bool(torch.isfinite(as_tensors).all())

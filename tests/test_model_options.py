@@ -1,4 +1,5 @@
-"""Model options: introspected from the factory, parsed from ``KEY=VALUE``, checked when read back."""
+"""Model options: introspected from the factory, parsed from ``KEY=VALUE``, checked when read
+back."""
 
 from __future__ import annotations
 
@@ -156,5 +157,6 @@ def test_registered_models_parse_their_own_options(plugin_manager):
     assert spec.parse_model_args(["width=0.5"]) == {"width": 0.5}
     with pytest.raises(XaikitError, match="option 'width' of model 'resnet18' takes float"):
         spec.parse_model_args(["width=half"])
-    with pytest.raises(XaikitError, match=r"unknown option 'depth' of model 'resnet18'; options: width: float = 1.0"):
+    expected = r"unknown option 'depth' of model 'resnet18'; options: width: float = 1.0"
+    with pytest.raises(XaikitError, match=expected):
         spec.parse_model_args(["depth=3"])

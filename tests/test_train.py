@@ -234,6 +234,39 @@ def test_config_round_trips_through_json(tiny, tmp_path):
     assert config.recipe.epochs == 1 and config.overrides == {"epochs": 1}
 
 
+def test_a_run_folder_in_use_by_another_process_is_refused(tiny, tmp_path):
+    """Before: two `xaikit train --out X` started together both passed the "empty folder" check
+    and the second silently overwrote the first; two --resume duplicated the work."""
+    from xaikit.run import run_lock
+
+    folder = tmp_path / "run"
+    with run_lock(folder):
+        with pytest.raises(RunError, match="in use by another xaikit process"):
+            train(settings(epochs=1), folder, show_progress=False)
+    assert not folder.exists()
+    train(settings(epochs=1), folder, show_progress=False)  # the lock went with its holder
+    with run_lock(folder):
+        with pytest.raises(RunError, match="in use by another xaikit process"):
+            resume(folder, show_progress=False)
+    # a second process, as two shells would start it
+    script = (
+        "import sys, time; from xaikit.run import run_lock\n"
+        "with run_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(30)\n"
+    )
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunError, match="in use"):
+            resume(folder, show_progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    resume(folder, show_progress=False)  # released by the OS when the holder died
+
+
 def test_out_folder_with_a_run_is_not_overwritten(tiny, tmp_path):
     train(settings(epochs=1), tmp_path / "run", show_progress=False)
     with pytest.raises(RunError, match="already holds a run"):

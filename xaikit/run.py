@@ -19,6 +19,7 @@ mode); a file that does not fit is one ``RunError`` line naming the file and the
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import io
 import json
@@ -29,7 +30,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import pydantic
 import torch
@@ -469,6 +470,37 @@ def _short(names: Any, n: int = 4) -> str:
     names = list(names)
     text = ", ".join(repr(x) for x in names[:n])
     return f"[{text}{', ...' if len(names) > n else ''}] ({len(names)})"
+
+
+@contextlib.contextmanager
+def run_lock(folder: str | Path) -> Iterator[None]:
+    """Hold the lock of the run folder ``folder`` while the block runs.
+
+    The lock is an exclusive ``flock`` on ``.<name>.lock`` beside the folder (the folder itself
+    appears only after the first epoch), so two ``xaikit train --out`` of one folder, or two
+    ``--resume`` of one run, cannot both write it. The operating system releases the lock when
+    the process dies, however it dies.
+
+    Raises:
+        RunError: another process holds it.
+    """
+    import fcntl
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = folder.parent / f".{folder.name}.lock"
+    handle = open(lock_path, "a+")  # noqa: SIM115 - held for the life of the block
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(
+                f"{folder} is in use by another xaikit process (lock {lock_path}); wait for it to "
+                "finish or pick another --out"
+            ) from None
+        yield
+    finally:
+        handle.close()
 
 
 def write_config(folder: Path, config: RunConfig) -> Path:

@@ -28,8 +28,8 @@ from xaikit.registry import get_model_spec, model_entries, dataset_entries
 from xaikit.run import (
     CHECKPOINT_NAME, CONFIG_NAME, ENV_NAME, HISTORY_NAME, LR_FIND_JSON, LR_FIND_PNG, METRICS_NAME,
     DataFacts, EpochRecord, LRSuggestion, Origin, RunConfig, build_model, environment_record,
-    is_run_folder, load_checkpoint, load_data, load_run, now_iso, read_env, save_checkpoint,
-    write_config,
+    Run, is_run_folder, load_checkpoint, load_data, load_run, now_iso, read_env, run_lock,
+    save_checkpoint, write_config,
 )
 from xaikit.specs import DataBundle, ModelSpec, Recipe
 from xaikit.train.loop import (
@@ -224,7 +224,15 @@ def train(
     spec, recipe = resolve_recipe(config)
     device = resolve_device(config.device)
     folder = Path(out) if out is not None else default_run_dir(spec.name)
-    _check_out_folder(folder, overwrite)
+    with run_lock(folder):
+        _check_out_folder(folder, overwrite)
+        return _train(config, spec, recipe, device, folder, overwrite, show_progress, on_epoch_end)
+
+
+def _train(
+    config: RunConfig, spec: ModelSpec, recipe: Recipe, device: torch.device, folder: Path,
+    overwrite: bool, show_progress: bool | None, on_epoch_end: EpochCallback | None,
+) -> Path:
     data = load_data(config).to(device)
     config = config.replace(
         recipe=recipe, device=str(device), data=data_facts(data),
@@ -267,7 +275,15 @@ def resume(
         RunError: not a run, no checkpoint, a checkpoint of another model, or data whose
             classes differ from the run's.
     """
-    run = load_run(run_dir)
+    load_run(run_dir)  # a folder that is no run is refused before anything is touched
+    with run_lock(run_dir):
+        return _resume(load_run(run_dir), device, data_path, show_progress, on_epoch_end)
+
+
+def _resume(
+    run: Run, device: str | None, data_path: str | None, show_progress: bool | None,
+    on_epoch_end: EpochCallback | None,
+) -> Path:
     config = run.config
     assert config.recipe is not None
     check_recipe(config.recipe)
