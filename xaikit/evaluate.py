@@ -192,17 +192,3 @@ def evaluate_run(
     metrics["evaluated"] = now_iso()
     atomic_write_json(run.file(METRICS_NAME), metrics)
     return metrics
-
-
-def report_table(metrics: dict[str, Any], title: str = "Test set") -> Any:
-    """A rich ``Table`` of per-class precision, recall, F1 and support, with the macro average."""
-    from rich.table import Table
-
-    table = Table("class", "precision", "recall", "f1", "support", title=title)
-    for name, m in metrics["per_class"].items():
-        table.add_row(name, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", str(m["support"]))
-    macro = metrics["macro_avg"]
-    table.add_section()
-    table.add_row("macro avg", f"{macro['precision']:.4f}", f"{macro['recall']:.4f}",
-                  f"{macro['f1']:.4f}", str(macro["support"]))
-    return table

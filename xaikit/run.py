@@ -433,11 +433,7 @@ def build_model(spec: ModelSpec, config: RunConfig) -> nn.Module:
     kwargs = dict(config.model_kwargs)
     if config.data is not None:
         kwargs["num_classes"] = len(config.data.classes)
-    check = getattr(spec, "check_model_kwargs", None)
-    if check is not None:
-        kwargs = {**check({k: v for k, v in kwargs.items() if k != "num_classes"}),
-                  **({"num_classes": kwargs["num_classes"]} if "num_classes" in kwargs else {})}
-    return spec.create(**kwargs)
+    return spec.create(**spec.check_model_kwargs(kwargs))
 
 
 def load_data(config: RunConfig | Run, data_path: str | None = None) -> DataBundle:

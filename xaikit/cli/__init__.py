@@ -10,13 +10,8 @@ import typer
 from typer.core import TyperGroup
 
 from xaikit.cli import evaluate_cmd, explain_cmd, plugins_cmd, report_cmd, train_cmd
+from xaikit.cli.text import one_line
 from xaikit.errors import XaikitError
-
-
-def one_line(text: str) -> str:
-    """``text`` as one printable line: control characters (ANSI/OSC escapes, newlines) shown as
-    ``\\xNN`` escapes, so nothing from a data set, a run or a plugin can drive the terminal."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 class _Commands(TyperGroup):

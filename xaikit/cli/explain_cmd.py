@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from xaikit.cli.text import plain
 from xaikit.explain import DEFAULT_METHODS, explain_run
 from xaikit.registry import resolve_methods
 from xaikit.run import EXPLANATIONS_JSON
@@ -23,14 +24,14 @@ def _interval(score: dict | None, digits: int = 3) -> str:
 
 def scores_table(record: dict) -> Table:
     """The per-method table printed by ``xaikit explain``."""
-    table = Table(title=f"{record['model']}: {len(record['ids'])} test images")
+    table = Table(title=plain(f"{record['model']}: {len(record['ids'])} test images"))
     for column in ("method", "deletion AUC (random)", "insertion AUC (random)",
                    "randomisation rho", "sanity", "IG gap", "s/image"):
         table.add_column(column)
     for name, s in record["methods"].items():
         rnd = s.get("randomization")
         table.add_row(
-            name,
+            plain(name),
             f"{_interval(s['deletion'])} ({s['deletion_random']['mean']:.3f})",
             f"{_interval(s['insertion'])} ({s['insertion_random']['mean']:.3f})",
             _interval(rnd["rho_final"], 2) if rnd else "-",
@@ -78,7 +79,7 @@ def explain(
     record = explanation.to_json()
     Console().print(scores_table(record))
     for name, reason in explanation.skipped.items():
-        err.print(f"skipped {name}: {reason}", markup=False, highlight=False)
+        err.print(plain(f"skipped {name}: {reason}"), highlight=False)
     folder = out or run
     typer.echo(folder / record["grid"])
     typer.echo(folder / EXPLANATIONS_JSON)

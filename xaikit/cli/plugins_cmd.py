@@ -13,6 +13,9 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from xaikit.cli.text import plain
 
 from xaikit.modules import count_parameters
 from xaikit.plugins import get_plugin_manager
@@ -105,6 +108,12 @@ def plugins_summary() -> dict[str, Any]:
     }
 
 
+def _add_row(table: Table, *cells: Any) -> None:
+    """Add a row whose cells come from plugins: plain text (no markup, no escape sequences),
+    one line of the cell per line of the value."""
+    table.add_row(*(Text("\n").join(plain(line) for line in str(c).split("\n")) for c in cells))
+
+
 def _options_cell(options: list[dict[str, Any]]) -> str:
     return "\n".join(f"{o['name']}: {o['type']} = {o['default']!r}" for o in options) or "-"
 
@@ -116,7 +125,7 @@ def _problem_tables(summary: dict[str, Any]) -> list[Table]:
             "plugin", "distribution", "error", title="Plugins that failed to load", style="red"
         )
         for e in summary["errors"]:
-            errors.add_row(e["plugin"], e["distribution"], e["error"])
+            _add_row(errors, e["plugin"], e["distribution"], e["error"])
         found.append(errors)
     if summary["conflicts"]:
         conflicts = Table(
@@ -126,7 +135,7 @@ def _problem_tables(summary: dict[str, Any]) -> list[Table]:
         )
         for c in summary["conflicts"]:
             by = "\n".join(f"{p['plugin']} ({p['distribution']})" for p in c["plugins"])
-            conflicts.add_row(c["kind"], c["name"], by, c["advice"])
+            _add_row(conflicts, c["kind"], c["name"], by, c["advice"])
         found.append(conflicts)
     if summary["unknown_hooks"]:
         hooks = Table(
@@ -134,7 +143,7 @@ def _problem_tables(summary: dict[str, Any]) -> list[Table]:
             title="Hook implementations that match no hook (never called)", style="red",
         )
         for u in summary["unknown_hooks"]:
-            hooks.add_row(u["plugin"], u["distribution"], u["hook"], u["suggestion"] or "-")
+            _add_row(hooks, u["plugin"], u["distribution"], u["hook"], u["suggestion"] or "-")
         found.append(hooks)
     return found
 
@@ -154,17 +163,17 @@ def list_plugins(
     )
     for m in summary["models"]:
         params = "?" if m["params"] is None else f"{m['params']:,}"
-        models.add_row(
+        _add_row(models, 
             m["name"], params, m["target_layer"] or "-", _options_cell(m["options"]), m["plugin"],
             m["description"],
         )
     attrs = Table("method", "layer", "sign", "plugin", "description", title="Attribution methods")
     for a in summary["attributions"]:
-        attrs.add_row(
+        _add_row(attrs, 
             a["name"], "yes" if a["uses_layer"] else "-", "signed" if a["signed"] else ">= 0",
             a["plugin"], a["description"],
         )
     data = Table("dataset", "plugin", "description", title="Datasets")
     for d in summary["datasets"]:
-        data.add_row(d["name"], d["plugin"], d["description"])
+        _add_row(data, d["name"], d["plugin"], d["description"])
     console.print(models, attrs, data, *_problem_tables(summary))

@@ -92,18 +92,12 @@ def resolve_recipe(config: RunConfig) -> tuple[ModelSpec, Recipe]:
 
 
 def _origin(entries: dict[str, Any], name: str) -> Origin | None:
-    from xaikit.plugins import get_plugin_manager
-
+    """The plugin and distribution of registry entry ``name`` (``None`` if it has none)."""
     entry = entries.get(name)
     if entry is None:
         return None
-    dist = get_plugin_manager().state.dists.get(entry.plugin)
-    if isinstance(dist, str):  # "name version"
-        dist_name, _, version = dist.partition(" ")
-        return Origin(entry.plugin, dist_name or None, version or None)
-    if dist is not None:
-        return Origin(entry.plugin, getattr(dist, "name", None), getattr(dist, "version", None))
-    return Origin(entry.plugin)
+    dist = entry.dist
+    return Origin(entry.plugin, getattr(dist, "name", None), getattr(dist, "version", None))
 
 
 def data_facts(data: DataBundle) -> DataFacts:

@@ -178,6 +178,15 @@ class Ultimus(nn.Module):
         return self.fc(self.ultimus(self.features(x)))
 
 
-def build_ultimus(num_classes: int = 10, **options: object) -> Ultimus:
-    """Factory for the registry: ``Ultimus(num_classes=..., **options)``."""
-    return Ultimus(num_classes=num_classes, **options)  # type: ignore[arg-type]
+def build_ultimus(
+    num_classes: int = 10,
+    scale: str = "before",
+    softmax_dim: int = 1,
+    residual: bool = True,
+    pool_after: tuple[bool, bool, bool] = (True, True, True),
+    in_channels: int = 3,
+) -> Ultimus:
+    """Factory for the registry, with :class:`Ultimus`'s options spelt out so that
+    ``xaikit plugins list`` shows them and ``--model-arg`` is checked against them."""
+    return Ultimus(num_classes=num_classes, scale=scale, softmax_dim=softmax_dim,
+                   residual=residual, pool_after=pool_after, in_channels=in_channels)
