@@ -10,7 +10,8 @@ from torch import nn
 
 import xaikit
 from xaikit.errors import XaikitError
-from xaikit.specs import REQUIRED, ModelOption, ModelSpec
+from xaikit.options import REQUIRED, ModelOption
+from xaikit.specs import ModelSpec
 
 
 class Net(nn.Module):

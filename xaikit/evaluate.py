@@ -8,7 +8,6 @@ For class ``c`` with true positives ``TP``, false positives ``FP`` and false neg
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch

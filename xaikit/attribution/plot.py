@@ -23,7 +23,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from xaikit.atomic import atomic_path  # noqa: E402

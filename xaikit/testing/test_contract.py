@@ -36,7 +36,8 @@ from xaikit.data import normalize, validate_bundle
 from xaikit.errors import XaikitError
 from xaikit.plugins import make_plugin_manager
 from xaikit.registry import get_entry
-from xaikit.specs import REQUIRED, ModelSpec
+from xaikit.options import REQUIRED
+from xaikit.specs import ModelSpec
 from xaikit.testing import _seeded, plugin_manager  # noqa: F401  (fixtures, for --pyargs runs)
 from xaikit.testing.checks import hooks_left, module_flags, no_network, write_cifar10_batches
 from xaikit.testing.nets import NUM_CLASSES, ContractNet, ForwardFailure, NoConvNet
