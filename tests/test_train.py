@@ -476,3 +476,37 @@ def test_cudnn_autotuning_is_on_only_inside_the_block_and_restored():
         assert torch.backends.cudnn.benchmark is True
     finally:
         torch.backends.cudnn.benchmark = before
+
+
+class NoFlipData:
+    @hookimpl
+    def register_datasets(self, register):
+        from xaikit.specs import DatasetSpec
+
+        def load(path, cache_dir):
+            import dataclasses
+
+            from xaikit.data.synthetic import load_synthetic
+
+            return dataclasses.replace(load_synthetic(path, cache_dir), forbidden_augment=("flip",))
+
+        register(DatasetSpec("arrows", load, "synthetic, where a flip would change the class"))
+
+
+def test_a_data_set_can_forbid_an_augmentation(tiny, tmp_path, capsys):
+    tiny.register(NoFlipData(), name="no-flip-data")
+    folder = train(settings(epochs=1, dataset="arrows"), tmp_path / "run", show_progress=False)
+    assert load_run(folder).config.recipe.augment == ("crop",)  # TINY_RECIPE has crop and flip
+    assert "forbids flip" in capsys.readouterr().err
+
+
+def test_an_unknown_forbidden_augmentation_is_refused(tmp_path):
+    import dataclasses
+
+    from xaikit.data import validate_bundle
+    from xaikit.data.synthetic import load_synthetic
+    from xaikit.errors import DataError
+
+    bundle = dataclasses.replace(load_synthetic(None, tmp_path), forbidden_augment=("rotate",))
+    with pytest.raises(DataError, match="forbidden_augment must name augmentations among crop, flip, cutout"):
+        validate_bundle(bundle, "dataset 'x'")

@@ -180,6 +180,8 @@ class DataBundle:
 
     Images are ``uint8`` tensors ``[N, C, H, W]``; labels are ``int64`` ``[N]``.
     ``mean``/``std`` are per-channel statistics on the 0..1 scale used to normalise.
+    ``forbidden_augment`` names augmentations that would change what an image shows (a flip
+    turns a "left arrow" into a "right arrow"): training leaves them out of any recipe.
     """
 
     train_images: torch.Tensor
@@ -190,6 +192,7 @@ class DataBundle:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     source: str
+    forbidden_augment: tuple[str, ...] = ()
 
     def to(self, device: torch.device | str) -> "DataBundle":
         return dataclasses.replace(

@@ -144,6 +144,14 @@ def validate_bundle(bundle: Any, context: str = "") -> DataBundle:
         channels = bundle.train_images.shape[1]
         mean = _check_stats("mean", bundle.mean, channels, -math.inf)
         std = _check_stats("std", bundle.std, channels, 0.0)
+        from xaikit.data.augment import KNOWN_AUGMENTATIONS
+
+        forbidden = tuple(bundle.forbidden_augment)
+        if not set(forbidden) <= set(KNOWN_AUGMENTATIONS):
+            raise DataError(
+                f"forbidden_augment must name augmentations among {', '.join(KNOWN_AUGMENTATIONS)}, "
+                f"got {list(forbidden)}"
+            )
     except DataError as exc:
         raise DataError(f"{context}: {exc}" if context else str(exc)) from None
     return dataclasses.replace(
@@ -153,6 +161,7 @@ def validate_bundle(bundle: Any, context: str = "") -> DataBundle:
         classes=classes,
         mean=mean,
         std=std,
+        forbidden_augment=forbidden,
     )
 
 

@@ -192,6 +192,7 @@ class _Training:
     resume_state: dict[str, Any] | None = None  # a checkpoint to continue from
     overwrite: bool = False
     lr_test: LRFinderResult | None = None  # saved with the first epoch
+    notes: list[str] = field(default_factory=list)  # printed when training starts
 
     @property
     def recipe(self) -> Recipe:
@@ -228,6 +229,11 @@ def _train(
     overwrite: bool, show_progress: bool | None, on_epoch_end: EpochCallback | None,
 ) -> Path:
     data = load_data(config).to(device)
+    notes = []
+    dropped = [a for a in recipe.augment if a in data.forbidden_augment]
+    if dropped:
+        recipe = recipe.replace(augment=tuple(a for a in recipe.augment if a not in dropped))
+        notes.append(f"data set {config.dataset!r} forbids {', '.join(dropped)}: trained without it")
     config = config.replace(
         recipe=recipe, device=str(device), data=data_facts(data),
         bf16=device.type == "cuda" if config.bf16 is None else config.bf16,
@@ -252,7 +258,7 @@ def _train(
             max_lr_suggestion=LRSuggestion(lr_test.suggested_lr, lr_test.rule),
         )
     state = _Training(folder, config, device, data, model, _new_generator(device, config.seed),
-                      overwrite=overwrite, lr_test=lr_test)
+                      overwrite=overwrite, lr_test=lr_test, notes=notes)
     return _fit(state, show_progress, on_epoch_end)
 
 
@@ -356,6 +362,8 @@ def _fit(state: _Training, show_progress: bool | None, on_epoch_end: EpochCallba
     criterion, augment = _criterion(recipe), _augment(recipe)
     progress = TrainProgress(recipe.epochs, steps, state.start_epoch, enabled=show_progress)
     with cudnn_autotune(state.device.type == "cuda"), progress:
+        for note in state.notes:
+            progress.message(note)
         if state.start_epoch > recipe.epochs:
             progress.message(f"{state.folder} already finished all {recipe.epochs} epochs")
         for epoch in range(state.start_epoch, recipe.epochs + 1):
