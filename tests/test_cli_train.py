@@ -137,3 +137,41 @@ def test_console_script_prints_one_line_and_exits_2(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "not a run folder" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_version(runner):
+    import xaikit
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"xaikit {xaikit.__version__}"
+
+
+@pytest.mark.parametrize(
+    "arg, words",
+    [
+        ("foo=1", "unknown option 'foo' of model 'ultimus'; options: scale: str = 'before'"),
+        ("residual=maybe", "option 'residual' of model 'ultimus' takes bool"),
+    ],
+)
+def test_a_bad_model_arg_is_one_line_and_leaves_no_folder(runner, tmp_path, arg, words):
+    """Before: --model-arg foo=1 was a 45-line traceback and left an empty run folder;
+    residual=maybe trained and stored the string."""
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "ultimus", "--dataset", "synthetic", "--subset", "40",
+                                 "--model-arg", arg, "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert words in result.stderr and not out.exists()
+
+
+def test_a_run_of_an_uninstalled_model_says_which_distribution_to_install(runner, tmp_path):
+    out = tmp_path / "run"
+    assert runner.invoke(app, [*TRAIN, "--out", str(out)]).exit_code == 0
+    config = json.loads((out / "config.json").read_text())
+    config["model"] = "gone-model"
+    config["model_origin"] = {"plugin": "gone", "distribution": "xaikit-gone", "version": "1.2"}
+    (out / "config.json").write_text(json.dumps(config))
+    result = runner.invoke(app, ["evaluate", str(out), "--device", "cpu"])
+    assert result.exit_code == 2
+    assert "unknown model 'gone-model'" in result.stderr
+    assert "pip install xaikit-gone==1.2" in result.stderr

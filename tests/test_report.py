@@ -441,3 +441,14 @@ def test_report_of_a_model_without_spatial_layer_skips_cam_methods(plugin_manage
     assert "Skipped" in page and "no spatial layer" in page
     assert "<td><strong>saliency</strong></td>" in page
     assert "<td><strong>gradcam</strong></td>" not in page
+
+
+def test_recipe_table_shows_only_settings_that_applied():
+    """Before: momentum/nesterov were shown for Adam, and a cutout size without cutout."""
+    from xaikit.report.sections import applicable_recipe
+
+    adam = applicable_recipe(Recipe(optimizer="adam", augment=("crop", "flip")))
+    assert "momentum" not in adam and "nesterov" not in adam and "cutout" not in adam
+    assert adam["crop_padding"] == 4
+    sgd = applicable_recipe(Recipe(optimizer="sgd", augment=("cutout",)))
+    assert sgd["momentum"] == 0.9 and sgd["cutout"] == 8 and "crop_padding" not in sgd

@@ -90,9 +90,9 @@ def run_section(run: Run, env: Mapping[str, Any], summary: ModelSummary) -> Sect
     ]
     dataset_origin = config.dataset_origin
     data_facts = [
-        ("data set", value_html(
-            config.dataset + (f" (plugin {dataset_origin.plugin})" if dataset_origin else ""))),
-        ("source", value_html(data.source if data else None)),
+        ("data", value_html(data.source if data else None)),
+        ("loaded by", value_html(
+            f"data set {config.dataset!r}" + (f" (plugin {dataset_origin.plugin})" if dataset_origin else ""))),
         (
             "data path",
             f"<code>{esc(config.data_path)}</code>" if config.data_path else value_html(None),
