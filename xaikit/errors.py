@@ -30,7 +30,11 @@ class RunError(XaikitError):
 
 
 class DivergedError(XaikitError):
-    """Training produced a non-finite loss."""
+    """Training produced a non-finite loss; ``lr`` is the learning rate of that batch."""
+
+    def __init__(self, message: str, lr: float | None = None) -> None:
+        super().__init__(message)
+        self.lr = lr
 
 
 class NotApplicableError(XaikitError):

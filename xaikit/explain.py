@@ -33,7 +33,10 @@ from xaikit.device import resolve_device
 from xaikit.errors import NotApplicableError, RunError, XaikitError
 from xaikit.evaluate import predict
 from xaikit.registry import get_attribution, resolve_methods
-from xaikit.run import EXPLANATIONS_JSON, EXPLANATIONS_PNG, Run, load_data, load_model, load_run, read_json
+from xaikit.run import (
+    EXPLANATIONS_JSON, EXPLANATIONS_PNG, Run, check_output_folder, load_data, load_model, load_run,
+    read_json,
+)
 from xaikit.specs import DataBundle
 
 DEFAULT_METHODS = ("gradcam", "integrated-gradients")
@@ -269,6 +272,8 @@ def explain(
     names = resolve_methods(methods, DEFAULT_METHODS)
     if sanity_images < 0:
         raise XaikitError("--sanity-images must be >= 0")
+    if batch_size < 1:
+        raise XaikitError("--batch-size must be at least 1")
     dev = resolve_device(device)
     model = load_model(run, dev) if model is None else model
     data = load_data(run, data_path) if data is None else data
@@ -315,8 +320,9 @@ def explain_run(
     ``options`` are those of :func:`explain`.
     """
     run = load_run(run_path)
+    folder = check_output_folder(out) if out else run.path
     explanation = explain(run, methods, **options)
-    explanation.save(Path(out) if out else run.path)
+    explanation.save(folder)
     return explanation
 
 

@@ -252,6 +252,9 @@ def resolve_methods(
                 f"registered; install a plugin such as xaikit-gradcam or pass --method{others}"
             )
         return chosen
+    if "all" in methods and list(methods) != ["all"]:
+        others = ", ".join(m for m in methods if m != "all")
+        raise XaikitError(f"--method all already means every method; drop {others} or 'all'")
     if list(methods) == ["all"]:
         if not registered:
             raise XaikitError(

@@ -5,9 +5,11 @@ Progress goes to stderr; the last line on stdout is the run (or LR-test) folder.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import math
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
@@ -29,8 +31,8 @@ def parse_max_lr(value: str | None) -> tuple[float | None, bool]:
         lr = float(value)
     except ValueError:
         raise XaikitError(f"--max-lr must be a number or 'auto', not {value!r}") from None
-    if not lr > 0:
-        raise XaikitError(f"--max-lr must be positive, not {value}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise XaikitError(f"--max-lr must be a positive finite number, not {value}")
     return lr, False
 
 
@@ -60,6 +62,7 @@ def train_command(
     from xaikit.run import RunConfig, load_run
     from xaikit.train import resume as resume_run
     from xaikit.train import train
+    from xaikit.train.trainer import default_run_dir
 
     if resume is not None:
         given = {
@@ -78,7 +81,8 @@ def train_command(
             run_model = load_run(resume).config.model
             if run_model != model:
                 raise XaikitError(f"{resume} is a run of {run_model!r}, not {model!r}")
-        folder = resume_run(resume, device=device, data_path=data)
+        with _resume_hint_on_interrupt(resume):
+            folder = resume_run(resume, device=device, data_path=data)
     else:
         if model is None:
             raise XaikitError("name a model to train (see `xaikit plugins list`) or pass --resume RUN")
@@ -94,8 +98,27 @@ def train_command(
             max_lr_auto=auto, compile=compile, tta=tta, bf16=bf16,
             model_kwargs=spec.parse_model_args(model_arg),
         )
-        folder = train(config, out, overwrite=overwrite)
+        target = out if out is not None else default_run_dir(spec.name)
+        with _resume_hint_on_interrupt(target):
+            folder = train(config, target, overwrite=overwrite)
     _print_final(folder)
+
+
+@contextlib.contextmanager
+def _resume_hint_on_interrupt(folder: Path) -> Iterator[None]:
+    """On Ctrl-C: one line saying how to continue (when an epoch was saved), exit code 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from xaikit.cli.text import one_line
+        from xaikit.run import is_run_folder
+
+        if is_run_folder(folder):
+            message = f"interrupted; continue with: xaikit train --resume {folder}"
+        else:
+            message = "interrupted before the first epoch finished; nothing was written"
+        typer.echo(one_line(message), err=True)
+        raise typer.Exit(130) from None
 
 
 def _absolute(path: str | None) -> str | None:

@@ -41,7 +41,8 @@ from xaikit.report import charts, method_sections, sections
 from xaikit.report.html import esc, render_page
 from xaikit.report.summary import layer_summary
 from xaikit.run import (
-    FIGURES_DIR, METRICS_NAME, REPORT_NAME, Run, load_data, load_model, load_run, read_env, read_json,
+    FIGURES_DIR, METRICS_NAME, REPORT_NAME, Run, check_output_file, check_output_folder, load_data,
+    load_model, load_run, read_env, read_json,
 )
 
 REPORT_DEFAULT_METHODS = (
@@ -160,11 +161,15 @@ def build_report(
     say = progress or (lambda message: None)
     if n_images < 1:
         raise XaikitError("--images must be at least 1")
+    if sanity_images < 0:
+        raise XaikitError("--sanity-images must be >= 0")
+    if batch_size < 1:
+        raise XaikitError("--batch-size must be at least 1")
     names = resolve_methods(methods, REPORT_DEFAULT_METHODS)
     run = load_run(run_path)
     dev = resolve_device(device)
-    html_path = Path(out) if out else run.path / REPORT_NAME
-    figures = figures_dir(run, html_path)
+    html_path = check_output_file(out) if out else run.path / REPORT_NAME
+    figures = check_output_folder(figures_dir(run, html_path), "the figures folder")
     model = load_model(run, dev)
     say("loading data")
     data = load_data(run, data_path)

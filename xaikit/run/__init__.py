@@ -34,14 +34,15 @@ from xaikit.run.config import (
 )
 from xaikit.run.files import (
     CHECKPOINT_NAME, CONFIG_NAME, ENV_NAME, EXPLANATIONS_JSON, EXPLANATIONS_PNG, FIGURES_DIR,
-    HISTORY_NAME, LR_FIND_JSON, LR_FIND_PNG, METRICS_NAME, REPORT_NAME, environment_record,
+    HISTORY_NAME, LR_FIND_JSON, LR_FIND_PNG, METRICS_NAME, REPORT_NAME, check_output_file,
+    check_output_folder, environment_record,
     now_iso, read_env, read_json, read_text, run_lock, validate_json,
 )
 from xaikit.specs import DataBundle, ModelSpec
 
 __all__ = [
     "CHECKPOINT_NAME", "CONFIG_NAME", "ENV_NAME", "EXPLANATIONS_JSON", "EXPLANATIONS_PNG",
-    "FIGURES_DIR", "HISTORY_NAME", "LR_FIND_JSON", "LR_FIND_PNG", "METRICS_NAME", "REPORT_NAME",
+    "FIGURES_DIR", "HISTORY_NAME", "check_output_file", "check_output_folder", "LR_FIND_JSON", "LR_FIND_PNG", "METRICS_NAME", "REPORT_NAME",
     "DataFacts", "EpochRecord", "LRSuggestion", "Origin", "Run", "RunConfig", "build_model",
     "environment_record", "is_run_folder", "load_checkpoint", "load_data", "load_model",
     "load_run", "now_iso", "read_env", "read_history", "read_json", "read_text", "run_lock",
@@ -164,7 +165,7 @@ def load_data(config: RunConfig | Run, data_path: str | None = None) -> DataBund
     if isinstance(config, Run):
         config = config.config
     bundle = load_dataset(config.dataset, data_path or config.data_path)
-    if config.subset:
+    if config.subset is not None:
         bundle = balanced_subset(bundle, int(config.subset), seed=config.seed)
     if config.data is not None and tuple(bundle.classes) != tuple(config.data.classes):
         raise RunError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,21 @@ def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
+def refused_pickle_message(path: Path, exc: Exception) -> str:
+    """One line for a file that ``torch.load(weights_only=True)`` refused.
+
+    torch's own message advises ``weights_only=False``: the one thing a user must not do with a
+    file of unknown origin. This names the blocked global instead.
+    """
+    text = str(exc)
+    found = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"global[: ]+([\w.]+)", text, re.I)
+    what = f" (blocked: {found.group(1)})" if found else ""
+    return (
+        f"{path} holds code or objects that xaikit will not load{what}: xaikit reads only "
+        "tensors, numbers and strings; do not load this file with pickle"
+    )
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``torch.load(weights_only=True)`` (no code runs) and check it.
 
@@ -41,7 +57,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise RunError(f"no checkpoint at {path}")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as exc:
+    except pickle.UnpicklingError as exc:
+        raise RunError(refused_pickle_message(path, exc)) from None
+    except (RuntimeError, OSError, EOFError, ValueError, TypeError, KeyError, IndexError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RunError(f"cannot read checkpoint {path}: {first}") from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):

@@ -146,3 +146,30 @@ def run_lock(folder: str | Path) -> Iterator[None]:
         yield
     finally:
         handle.close()
+
+
+def check_output_folder(path: str | Path, flag: str = "--out") -> Path:
+    """``path`` as a folder to write into: refused (one ``RunError`` line) when it, or a folder
+    above it, exists and is not a folder."""
+    path = Path(path)
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                what = "is" if part == path else f"lies under {part}, which is"
+                raise RunError(f"{flag} {path} {what} a file, not a folder")
+            break
+    return path
+
+
+def check_output_file(path: str | Path, flag: str = "--out") -> Path:
+    """``path`` as a file to (re)write: refused (one ``RunError`` line) when it is a folder or
+    lies under a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise RunError(f"{flag} {path} is a folder; name the HTML file to write, e.g. {path / 'report.html'}")
+    for part in path.parents:
+        if part.exists():
+            if not part.is_dir():
+                raise RunError(f"{flag} {path} lies under {part}, which is a file, not a folder")
+            break
+    return path

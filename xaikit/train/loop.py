@@ -98,8 +98,8 @@ def _raise_if_diverged(
         loss = float(batch_losses[first])
         lr = lrs[first]
         raise DivergedError(
-            f"training diverged: loss {loss} at epoch {epoch}, batch {first + 1} (lr {lr:.3g}); "
-            f"lower --max-lr (e.g. --max-lr {lr / 3:.2g})"
+            f"training diverged: loss {loss} at epoch {epoch}, batch {first + 1} (lr {lr:.3g})",
+            lr=lr,
         )
 
 

@@ -12,6 +12,7 @@ checkpoint; on the CPU it ends with the same history as an uninterrupted run.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,12 @@ RUN_FILES = (CONFIG_NAME, HISTORY_NAME, CHECKPOINT_NAME, ENV_NAME, METRICS_NAME,
 def check_recipe(recipe: Recipe) -> None:
     """Raise ``XaikitError`` (one line) for a recipe no training can run."""
     problems = []
+    for name in ("max_lr", "weight_decay", "label_smoothing", "pct_start", "momentum",
+                 "div_factor", "final_div_factor"):
+        if not math.isfinite(getattr(recipe, name)):
+            problems.append(f"--{name.replace('_', '-')} must be a finite number, not {getattr(recipe, name)}")
+    if problems:
+        raise XaikitError("; ".join(problems))
     if recipe.epochs < 1:
         problems.append("--epochs must be at least 1")
     if recipe.batch_size < 1:
@@ -377,8 +384,11 @@ def _fit(state: _Training, show_progress: bool | None, on_epoch_end: EpochCallba
                     sync_every=state.sync_every, on_progress=progress.update_batch,
                 )
             except DivergedError as exc:
-                kept = (f"the checkpoint of epoch {epoch - 1} is kept in {state.folder}"
-                        if epoch > 1 else "no run folder was written")
+                lower = f"{exc.lr / 3:.2g}" if exc.lr else "a lower value"
+                retrain = f"xaikit train {config.model} --max-lr {lower} --out {state.folder}"
+                kept = (f"the checkpoint of epoch {epoch - 1} is kept in {state.folder}; to retry "
+                        f"with a lower peak LR: {retrain} --overwrite"
+                        if epoch > 1 else f"no run folder was written; retry with: {retrain}")
                 raise DivergedError(f"{exc}; {kept}") from None
             test = evaluate_split(
                 net, data.test_images, data.test_labels, data.mean, data.std, tta=config.tta,
