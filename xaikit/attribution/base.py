@@ -85,12 +85,16 @@ class Attribution:
         uses_layer: Whether the method explains an internal layer (CAM methods).
         signed: Whether maps can be negative (``False``: non-negative maps).
         scale: One line on the scale of the output (e.g. "ReLU'd, unnormalised").
+        image_independent: ``True`` only for a control whose map is by design the same for
+            every image (a centred Gaussian); the contract tests then do not require the map
+            to change with the image.
     """
 
     name: ClassVar[str] = ""
     uses_layer: ClassVar[bool] = False
     signed: ClassVar[bool] = False
     scale: ClassVar[str] = ""
+    image_independent: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module, layer: str | None = None) -> None:
         self.model = model

@@ -258,7 +258,8 @@ def test_an_image_map_does_not_depend_on_its_neighbours(name, plugin_manager):
     other[[0, 2]] = images(2, seed=1)
     maps, maps_with_other_neighbours = call(method, x, targets), call(method, other, targets)
     assert_maps_close(maps_with_other_neighbours[1], maps[1])
-    assert not torch.allclose(maps_with_other_neighbours[0], maps[0]), "maps ignore the image"
+    if not method.image_independent:  # a control such as `center` is the same for every image
+        assert not torch.allclose(maps_with_other_neighbours[0], maps[0]), "maps ignore the image"
 
 
 @pytest.mark.parametrize("name", METHODS)
