@@ -240,10 +240,11 @@ def test_a_run_folder_in_use_by_another_process_is_refused(tiny, tmp_path):
     from xaikit.run import run_lock
 
     folder = tmp_path / "run"
+    folder.mkdir()
     with run_lock(folder):
         with pytest.raises(RunError, match="in use by another xaikit process"):
             train(settings(epochs=1), folder, show_progress=False)
-    assert not folder.exists()
+    assert [p.name for p in folder.iterdir()] == [".lock"]
     train(settings(epochs=1), folder, show_progress=False)  # the lock went with its holder
     with run_lock(folder):
         with pytest.raises(RunError, match="in use by another xaikit process"):

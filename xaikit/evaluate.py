@@ -8,7 +8,11 @@ For class ``c`` with true positives ``TP``, false positives ``FP`` and false neg
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
+
+import pydantic
+from typing_extensions import NotRequired, TypedDict
 
 import torch
 from torch import nn
@@ -17,7 +21,7 @@ from xaikit.atomic import atomic_write_json
 from xaikit.data import normalize
 from xaikit.device import autocast, resolve_device
 from xaikit.modules import model_device, module_mode
-from xaikit.run import METRICS_NAME, Run, load_data, load_model, now_iso
+from xaikit.run import METRICS_NAME, Run, load_data, load_model, now_iso, read_text, validate_json
 
 
 @torch.no_grad()
@@ -191,3 +195,56 @@ def evaluate_run(
     metrics["evaluated"] = now_iso()
     atomic_write_json(run.file(METRICS_NAME), metrics)
     return metrics
+
+
+_STRICT = pydantic.ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+
+@pydantic.with_config(_STRICT)
+class ClassScores(TypedDict):
+    """Precision, recall, F1 and support of one class (or their macro average)."""
+
+    precision: pydantic.confloat(ge=0, le=1)  # type: ignore[valid-type]
+    recall: pydantic.confloat(ge=0, le=1)  # type: ignore[valid-type]
+    f1: pydantic.confloat(ge=0, le=1)  # type: ignore[valid-type]
+    support: pydantic.conint(ge=0)  # type: ignore[valid-type]
+
+
+@pydantic.with_config(_STRICT)
+class Metrics(TypedDict):
+    """``metrics.json``: what :func:`evaluate_run` writes."""
+
+    accuracy: pydantic.confloat(ge=0, le=1)  # type: ignore[valid-type]
+    per_class: dict[str, ClassScores]
+    macro_avg: ClassScores
+    confusion_matrix: list[list[pydantic.conint(ge=0)]]  # type: ignore[valid-type]
+    misclassified: list[pydantic.conint(ge=0)]  # type: ignore[valid-type]
+    loss: float
+    num_test: pydantic.conint(ge=0)  # type: ignore[valid-type]
+    device: str
+    evaluated: str
+    tta_accuracy: NotRequired[pydantic.confloat(ge=0, le=1)]  # type: ignore[valid-type]
+
+
+_METRICS_ADAPTER = pydantic.TypeAdapter(Metrics)
+
+
+def read_metrics(path: Path, classes: Sequence[str]) -> Metrics:
+    """``metrics.json`` validated against :class:`Metrics` and the run's ``classes`` (the
+    per-class table and the confusion matrix must be of exactly those classes).
+
+    Raises:
+        RunError: one line naming the file and the first field that does not fit.
+    """
+    from xaikit.errors import RunError
+
+    metrics = validate_json(_METRICS_ADAPTER, read_text(path), str(path))
+    k = len(classes)
+    if list(metrics["per_class"]) != list(classes):
+        raise RunError(f"{path}: per_class: not the run's classes")
+    if len(metrics["confusion_matrix"]) != k or any(len(row) != k for row in metrics["confusion_matrix"]):
+        raise RunError(f"{path}: confusion_matrix: not {k} x {k}")
+    if any(i >= metrics["num_test"] for i in metrics["misclassified"]):
+        raise RunError(f"{path}: misclassified: an index beyond num_test")
+    return metrics
+

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import pydantic
+from typing_extensions import NotRequired, TypedDict
+
 import torch
 from torch import Tensor, nn
 
@@ -35,9 +38,71 @@ from xaikit.evaluate import predict
 from xaikit.registry import get_attribution, resolve_methods
 from xaikit.run import (
     EXPLANATIONS_JSON, EXPLANATIONS_PNG, Run, check_output_folder, load_data, load_model, load_run,
-    read_json,
+    read_text, validate_json,
 )
 from xaikit.specs import DataBundle
+
+_STRICT = pydantic.ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+_OPEN = pydantic.ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
+
+
+@pydantic.with_config(_STRICT)
+class Interval(TypedDict):
+    """A mean over images with its bootstrap interval."""
+
+    mean: float
+    low: float
+    high: float
+
+
+@pydantic.with_config(_OPEN)
+class LayerRho(Interval):
+    layer: str
+
+
+@pydantic.with_config(_OPEN)
+class Randomization(TypedDict):
+    rho_final: Interval
+    rho_by_layer: list[LayerRho]
+    mean_abs_rho_final: float
+    threshold: float
+    passes: bool
+
+
+@pydantic.with_config(_OPEN)
+class MethodScores(TypedDict):
+    """The scores of one method that the report reads (other keys are kept as they are)."""
+
+    deletion: Interval
+    insertion: Interval
+    deletion_random: Interval
+    insertion_random: Interval
+    seconds_per_image: pydantic.confloat(ge=0)  # type: ignore[valid-type]
+    signed: bool
+    layer: str | None
+    scale: str
+    randomization: NotRequired[Randomization]
+    completeness_gap: NotRequired[Interval]
+
+
+@pydantic.with_config(_STRICT)
+class ExplanationRecord(TypedDict):
+    """``explanations.json``: what :meth:`Explanation.to_json` writes."""
+
+    model: str
+    device: str
+    classes: list[str]
+    ids: list[pydantic.conint(ge=0)]  # type: ignore[valid-type]
+    labels: list[pydantic.conint(ge=0)]  # type: ignore[valid-type]
+    preds: list[pydantic.conint(ge=0)]  # type: ignore[valid-type]
+    confidences: list[pydantic.confloat(ge=0, le=1)]  # type: ignore[valid-type]
+    misclassified_only: bool
+    grid: str
+    methods: dict[str, MethodScores]
+    skipped: dict[str, str]
+
+
+_RECORD_ADAPTER = pydantic.TypeAdapter(ExplanationRecord)
 
 DEFAULT_METHODS = ("gradcam", "integrated-gradients")
 EXPLANATIONS_MAPS = "explanations.pt"
@@ -333,11 +398,17 @@ def load_explanation(run: Run, folder: Path) -> Explanation:
         RunError: a file is missing, unreadable, of another model or classes, or its maps do
             not match its record.
     """
-    record = read_json(folder / EXPLANATIONS_JSON)
+    record = validate_json(_RECORD_ADAPTER, read_text(folder / EXPLANATIONS_JSON),
+                           str(folder / EXPLANATIONS_JSON))
     path = folder / EXPLANATIONS_MAPS
-    if not isinstance(record, dict) or record.get("model") != run.spec.name:
+    n = len(record["ids"])
+    if any(len(record[key]) != n for key in ("labels", "preds", "confidences")):
+        raise RunError(f"{folder / EXPLANATIONS_JSON}: ids, labels, preds and confidences differ in length")
+    if any(v >= len(run.classes) for v in (*record["labels"], *record["preds"])):
+        raise RunError(f"{folder / EXPLANATIONS_JSON}: a label beyond the run's classes")
+    if record["model"] != run.spec.name:
         raise RunError(f"{folder / EXPLANATIONS_JSON} is not an explanation of {run.spec.name!r}")
-    if record.get("classes") != run.classes:
+    if record["classes"] != run.classes:
         raise RunError(f"{folder / EXPLANATIONS_JSON} has other classes than the run")
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True)
@@ -353,6 +424,8 @@ def load_explanation(run: Run, folder: Path) -> Explanation:
             raise ValueError("images do not match the record")
         if set(maps) != set(scores) or any(m.shape != (n, *images.shape[-2:]) for m in maps.values()):
             raise ValueError("maps do not match the record")
+        if images.ndim != 4 or not all(bool(m.isfinite().all()) for m in maps.values()):
+            raise ValueError("images or maps are malformed or not finite")
         selection = Selection(ids, images, [int(v) for v in record["labels"]],
                               [int(v) for v in record["preds"]],
                               [float(v) for v in record["confidences"]])

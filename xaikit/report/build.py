@@ -25,7 +25,7 @@ from xaikit.atomic import atomic_write_text
 from xaikit.attribution.plot import overlay
 from xaikit.device import resolve_device
 from xaikit.errors import RunError, XaikitError
-from xaikit.evaluate import evaluate_run
+from xaikit.evaluate import evaluate_run, read_metrics
 from xaikit.explain import (
     Explanation,
     Selection,
@@ -42,7 +42,7 @@ from xaikit.report.html import esc, render_page
 from xaikit.report.summary import layer_summary
 from xaikit.run import (
     FIGURES_DIR, METRICS_NAME, REPORT_NAME, Run, check_output_file, check_output_folder, load_data,
-    load_model, load_run, read_env, read_json,
+    load_model, load_run, read_env,
 )
 
 REPORT_DEFAULT_METHODS = (
@@ -72,23 +72,15 @@ def _newer_than_checkpoint(path: Path, run: Run) -> bool:
 
 
 def reusable_metrics(run: Run) -> dict[str, Any] | None:
-    """``RUN/metrics.json`` if it is readable, complete, of the run's classes and newer than
-    the checkpoint; else ``None``."""
+    """``RUN/metrics.json`` if it is valid (:func:`xaikit.evaluate.read_metrics`), of the
+    run's classes and newer than the checkpoint; else ``None`` (it is then recomputed)."""
     path = run.file(METRICS_NAME)
     if not path.is_file() or not _newer_than_checkpoint(path, run):
         return None
     try:
-        metrics = read_json(path)
+        return dict(read_metrics(path, run.classes))
     except RunError:
         return None
-    needed = ("accuracy", "per_class", "macro_avg", "confusion_matrix", "misclassified")
-    if not isinstance(metrics, dict) or any(key not in metrics for key in needed):
-        return None
-    if list(metrics["per_class"]) != run.classes or len(metrics["confusion_matrix"]) != len(
-        run.classes
-    ):
-        return None
-    return metrics
 
 
 def reusable_explanation(

@@ -34,7 +34,7 @@ from xaikit.run.config import (
 )
 from xaikit.run.files import (
     CHECKPOINT_NAME, CONFIG_NAME, ENV_NAME, EXPLANATIONS_JSON, EXPLANATIONS_PNG, FIGURES_DIR,
-    HISTORY_NAME, LR_FIND_JSON, LR_FIND_PNG, METRICS_NAME, REPORT_NAME, check_output_file,
+    HISTORY_NAME, LOCK_NAME, LR_FIND_JSON, LR_FIND_PNG, METRICS_NAME, REPORT_NAME, check_output_file,
     check_output_folder, environment_record,
     now_iso, read_env, read_json, read_text, run_lock, validate_json,
 )
@@ -42,7 +42,7 @@ from xaikit.specs import DataBundle, ModelSpec
 
 __all__ = [
     "CHECKPOINT_NAME", "CONFIG_NAME", "ENV_NAME", "EXPLANATIONS_JSON", "EXPLANATIONS_PNG",
-    "FIGURES_DIR", "HISTORY_NAME", "check_output_file", "check_output_folder", "LR_FIND_JSON", "LR_FIND_PNG", "METRICS_NAME", "REPORT_NAME",
+    "FIGURES_DIR", "HISTORY_NAME", "LOCK_NAME", "check_output_file", "check_output_folder", "LR_FIND_JSON", "LR_FIND_PNG", "METRICS_NAME", "REPORT_NAME",
     "DataFacts", "EpochRecord", "LRSuggestion", "Origin", "Run", "RunConfig", "build_model",
     "environment_record", "is_run_folder", "load_checkpoint", "load_data", "load_model",
     "load_run", "now_iso", "read_env", "read_history", "read_json", "read_text", "run_lock",

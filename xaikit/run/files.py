@@ -117,31 +117,31 @@ def read_env(folder: Path) -> dict[str, Any]:
     return env
 
 
+LOCK_NAME = ".lock"
+
+
 @contextlib.contextmanager
 def run_lock(folder: str | Path) -> Iterator[None]:
-    """Hold the lock of the run folder ``folder`` while the block runs.
+    """Hold the lock of the run folder ``folder`` (which must exist) while the block runs.
 
-    The lock is an exclusive ``flock`` on ``.<name>.lock`` beside the folder (the folder itself
-    appears only after the first epoch), so two ``xaikit train --out`` of one folder, or two
-    ``--resume`` of one run, cannot both write it. The operating system releases the lock when
-    the process dies, however it dies.
+    The lock is an exclusive ``flock`` on ``FOLDER/.lock``, so two ``xaikit train --out`` of one
+    folder, or two ``--resume`` of one run, cannot both write it. The operating system releases
+    the lock when the process dies, however it dies; the empty ``.lock`` file stays.
 
     Raises:
         RunError: another process holds it.
     """
     import fcntl
 
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = folder.parent / f".{folder.name}.lock"
+    lock_path = Path(folder) / LOCK_NAME
     handle = open(lock_path, "a+")  # noqa: SIM115 - held for the life of the block
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RunError(
-                f"{folder} is in use by another xaikit process (lock {lock_path}); wait for it to "
-                "finish or pick another --out"
+                f"{folder} is in use by another xaikit process; wait for it to finish or pick "
+                "another --out"
             ) from None
         yield
     finally:

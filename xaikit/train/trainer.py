@@ -29,7 +29,7 @@ from xaikit.registry import get_model_spec, model_entries, dataset_entries
 from xaikit.run import (
     CHECKPOINT_NAME, CONFIG_NAME, ENV_NAME, HISTORY_NAME, LR_FIND_JSON, LR_FIND_PNG, METRICS_NAME,
     DataFacts, EpochRecord, LRSuggestion, Origin, RunConfig, build_model, environment_record,
-    Run, is_run_folder, load_checkpoint, load_data, load_run, now_iso, read_env, run_lock,
+    LOCK_NAME, Run, check_output_folder, is_run_folder, load_checkpoint, load_data, load_run, now_iso, read_env, run_lock,
     save_checkpoint, write_config,
 )
 from xaikit.specs import DataBundle, ModelSpec, Recipe
@@ -157,7 +157,7 @@ def _check_out_folder(folder: Path, overwrite: bool) -> None:
     """Refuse an ``--out`` that is a file, holds a run, or is not empty (unless ``overwrite``)."""
     if folder.exists() and not folder.is_dir():
         raise RunError(f"--out {folder} exists and is not a folder")
-    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+    if folder.is_dir() and any(p.name != LOCK_NAME for p in folder.iterdir()) and not overwrite:
         if is_run_folder(folder):
             raise RunError(f"{folder} already holds a run; use --resume {folder}, --overwrite, or another --out")
         raise RunError(f"--out {folder} is not empty; pick another folder or pass --overwrite")
@@ -226,9 +226,28 @@ def train(
     spec, recipe = resolve_recipe(config)
     device = resolve_device(config.device)
     folder = Path(out) if out is not None else default_run_dir(spec.name)
-    with run_lock(folder):
-        _check_out_folder(folder, overwrite)
-        return _train(config, spec, recipe, device, folder, overwrite, show_progress, on_epoch_end)
+    check_output_folder(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)  # to hold the lock; removed again on failure
+    try:
+        with run_lock(folder):
+            _check_out_folder(folder, overwrite)
+            return _train(config, spec, recipe, device, folder, overwrite, show_progress, on_epoch_end)
+    except BaseException:
+        _remove_unused(folder, created)
+        raise
+
+
+def _remove_unused(folder: Path, created: list[Path]) -> None:
+    """After a training that wrote no epoch: remove the lock file and the folders this process
+    created, if nothing else is in them (a folder with a run, or anything else, stays)."""
+    if [p.name for p in folder.iterdir()] == [LOCK_NAME] and folder in created:
+        (folder / LOCK_NAME).unlink(missing_ok=True)
+    for path in created:  # deepest first
+        try:
+            path.rmdir()
+        except OSError:
+            break
 
 
 def _train(
