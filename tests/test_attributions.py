@@ -7,6 +7,8 @@ per-image independence, no hooks left, train/eval flags restored...) lives in
 
 from __future__ import annotations
 
+import pytest
+import torch
 from torch import nn
 
 from xaikit.testing import ContractNet, hooks_left
@@ -29,3 +31,40 @@ def test_hooks_left_finds_module_parameter_and_global_hooks():
     assert "head.weight._backward_hooks" in left
     assert any(name.startswith("torch.nn.modules.module._global_forward_pre") for name in left)
     assert hooks_left(model) == []
+
+
+def test_an_in_place_op_after_the_layer_does_not_change_the_recorded_activation(plugin_manager):
+    """Before: with ReLU(inplace=True) after the chosen BatchNorm, every CAM used the ReLU'd
+    activation (Grad-CAM's map then correlated only 0.93 with the right one)."""
+    from torch import nn
+
+    import xaikit
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        expected = model[1](model[0](x))
+    method = xaikit.get_attribution("gradcam")(model, layer="1")
+    activation, grad, _ = method.forward_with_layer(x, torch.tensor([0, 1]))
+    assert (activation < 0).any()
+    torch.testing.assert_close(activation, expected)
+
+
+def test_given_targets_cost_no_extra_forward_pass(plugin_manager):
+    """Before: every call ran one more forward pass only to validate the targets."""
+    import xaikit
+
+    from xaikit.testing import TinyConvNet
+
+    model = TinyConvNet().eval()
+    calls = []
+    model.register_forward_hook(lambda *args: calls.append(1))
+    method = xaikit.get_attribution("gradcam")(model, layer="conv")
+    x = torch.randn(4, 3, 8, 8)
+    method(x, [0, 1, 2, 3])  # the first call learns the number of classes once
+    calls.clear()
+    method(x, [0, 1, 2, 3])
+    assert len(calls) == 1
+    with pytest.raises(xaikit.XaikitError, match="target classes must be in 0..9"):
+        method(x, [0, 1, 2, 10])

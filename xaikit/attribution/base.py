@@ -53,26 +53,34 @@ def default_layer_name(model: nn.Module) -> str:
     return convs[-1]
 
 
+def check_targets(target: TargetLike, batch: int, num_classes: int, device: torch.device) -> Tensor:
+    """Given classes as a ``long`` tensor ``[batch]`` on ``device`` (an ``int`` applies to
+    every image).
+
+    Raises:
+        XaikitError: the wrong number of targets, or a class outside ``0..num_classes - 1``.
+    """
+    t = torch.as_tensor(target, dtype=torch.long, device=device).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(batch).clone()
+    if t.numel() != batch:
+        raise XaikitError(f"got {t.numel()} targets for a batch of {batch} images")
+    if bool(((t < 0) | (t >= num_classes)).any()):
+        raise XaikitError(f"target classes must be in 0..{num_classes - 1}, got {t.tolist()}")
+    return t
+
+
 def resolve_targets(target: TargetLike, logits_fn: Any, x: Tensor) -> Tensor:
     """Per-image target classes as a ``long`` tensor ``[B]`` on ``x``'s device.
 
     ``logits_fn(x)`` is called once without gradients: for the predicted class when ``target``
     is ``None``, else to check that every target is a valid class index.
     """
-    batch = x.shape[0]
     with torch.no_grad():
         logits = logits_fn(x)
     if target is None:
         return logits.argmax(dim=1)
-    t = torch.as_tensor(target, dtype=torch.long, device=x.device).reshape(-1)
-    if t.numel() == 1:
-        t = t.expand(batch).clone()
-    if t.numel() != batch:
-        raise XaikitError(f"got {t.numel()} targets for a batch of {batch} images")
-    num_classes = logits.shape[1]
-    if bool(((t < 0) | (t >= num_classes)).any()):
-        raise XaikitError(f"target classes must be in 0..{num_classes - 1}, got {t.tolist()}")
-    return t
+    return check_targets(target, x.shape[0], logits.shape[1], x.device)
 
 
 class Attribution:
@@ -85,6 +93,8 @@ class Attribution:
         uses_layer: Whether the method explains an internal layer (CAM methods).
         signed: Whether maps can be negative (``False``: non-negative maps).
         scale: One line on the scale of the output (e.g. "ReLU'd, unnormalised").
+        class_discriminative: ``True`` for a method whose map depends on the target class (the
+            contract tests check that two classes of a trained model get different maps).
         image_independent: ``True`` only for a control whose map is by design the same for
             every image (a centred Gaussian); the contract tests then do not require the map
             to change with the image.
@@ -95,9 +105,11 @@ class Attribution:
     signed: ClassVar[bool] = False
     scale: ClassVar[str] = ""
     image_independent: ClassVar[bool] = False
+    class_discriminative: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module, layer: str | None = None) -> None:
         self.model = model
+        self._num_classes: int | None = None
         self.layer_name: str | None = None
         self.layer: nn.Module | None = None
         if self.uses_layer:
@@ -116,7 +128,7 @@ class Attribution:
             raise XaikitError(f"expected images [B, C, H, W], got shape {tuple(x.shape)}")
         x = x.to(self.device, dtype=torch.float32)
         with module_mode(self.model, training=False):
-            targets = resolve_targets(target, self.model, x)
+            targets = self._targets(target, x)
             maps = self.attribute(x, targets)
         maps = maps.detach().float()
         if maps.ndim == 4:  # [B, C, h, w] -> sum over channels
@@ -124,6 +136,17 @@ class Attribution:
         if maps.shape[-2:] != x.shape[-2:]:
             maps = upsample(maps, x.shape[-2:])
         return maps
+
+    def _targets(self, target: TargetLike, x: Tensor) -> Tensor:
+        """Per-image classes ``[B]``. ``None`` costs one forward pass (the predictions); given
+        targets are checked against the number of classes, which is learnt once per instance
+        from one image, so that explaining given classes adds no forward pass per call."""
+        if target is None:
+            return resolve_targets(None, self.model, x)
+        if self._num_classes is None:
+            with torch.no_grad():
+                self._num_classes = int(self.model(x[:1]).shape[1])
+        return check_targets(target, x.shape[0], self._num_classes, x.device)
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:
         """Compute maps for ``x`` ``[B, C, H, W]`` and ``target`` ``[B]`` (model in eval mode).
@@ -138,16 +161,26 @@ class Attribution:
         """Record the target layer's output (``"activation"``) while the block runs.
 
         With ``retain_grad``, ``captured["activation"].grad`` holds its gradient after
-        ``backward()``. The hook is removed on exit, also on an exception.
+        ``backward()``. The rest of the model runs on a copy of the output, so an in-place
+        operation that follows the layer cannot alter what was recorded. The hook is removed on
+        exit, also on an exception.
         """
         if self.layer is None:
             raise XaikitError(f"method {self.name!r} has no layer to capture")
         captured: dict[str, Tensor] = {}
 
-        def hook(_module: nn.Module, _inputs: Any, output: Tensor) -> None:
+        def hook(_module: nn.Module, _inputs: Any, output: Tensor) -> Tensor | None:
+            if not isinstance(output, Tensor):
+                raise XaikitError(
+                    f"layer {self.layer_name!r} returns {type(output).__name__}, not a tensor; "
+                    "pick another --layer"
+                )
             if retain_grad and output.requires_grad:
                 output.retain_grad()
             captured["activation"] = output
+            # The model goes on with a copy: an in-place op after the layer (ReLU(inplace=True)
+            # after a BatchNorm) then changes the copy, never the recorded activation.
+            return output.clone()
 
         handle = self.layer.register_forward_hook(hook)
         try:
