@@ -154,3 +154,68 @@ def test_only_inapplicable_methods_is_one_clear_error(flat_run: Path, tmp_path: 
     assert result.exit_code == 2
     assert result.stderr.strip().startswith("error: no attribution method can explain 'flat'")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def tiny_pm(plugin_manager):
+    plugin_manager.register(TinyModels(), name="tiny-explain-models")
+    return plugin_manager
+
+
+def test_explain_the_users_own_image_files(run: Path, tiny_pm, tmp_path: Path):
+    from PIL import Image
+
+    rgba = tmp_path / "cat.png"
+    Image.new("RGBA", (50, 40), (200, 30, 30, 128)).save(rgba)
+    grey = tmp_path / "boat.jpg"
+    Image.new("L", (17, 90), 99).save(grey)
+    result = CliRunner().invoke(app, ["explain", str(run), "--image", str(rgba), "--image", str(grey),
+                                      "--method", "gradcam", "--out", str(tmp_path / "out"),
+                                      "--device", "cpu", "--sanity-images", "0"])
+    assert result.exit_code == 0, result.output
+    assert "Predictions" in result.stdout and "cat.png" in result.stdout and "%" in result.stdout
+    record = json.loads((tmp_path / "out" / "explanations.json").read_text())
+    assert record["files"] == [str(rgba), str(grey)] and record["labels"] == [-1, -1]
+    assert record["targets"] == record["preds"] and len(record["top"][0]) == 3
+    bad = tmp_path / "not-an-image.png"
+    bad.write_text("hello")
+    result = CliRunner().invoke(app, ["explain", str(run), "--image", str(bad), "--device", "cpu"])
+    assert result.exit_code == 2 and "is not an image xaikit can read" in result.stderr
+
+
+def test_target_chooses_the_class_explained(run: Path, tiny_pm, tmp_path: Path):
+    classes = load_run(run).classes
+    by_name = explain_run(run, ["gradcam"], n_images=3, target=classes[4], out=tmp_path,
+                          device="cpu", sanity_images=0)
+    assert by_name.selection.targets == [4, 4, 4]
+    by_index = explain_run(run, ["gradcam"], n_images=3, target="4", out=tmp_path, device="cpu",
+                           sanity_images=0)
+    torch.testing.assert_close(by_index.maps["gradcam"], by_name.maps["gradcam"])
+    true = explain_run(run, ["gradcam"], n_images=3, target="true", out=tmp_path, device="cpu",
+                       sanity_images=0)
+    assert true.selection.targets == true.selection.labels
+    for target, words in (("99", "out of range"), ("zebra", "is no class")):
+        result = CliRunner().invoke(app, ["explain", str(run), "--target", target, "--device", "cpu"])
+        assert result.exit_code == 2 and words in result.stderr
+
+
+def test_method_args_are_checked_against_the_methods_options(run: Path, tiny_pm, tmp_path: Path):
+    ok = CliRunner().invoke(app, ["explain", str(run), "-m", "integrated-gradients", "--images", "2",
+                                  "--method-arg", "integrated-gradients.n_steps=4", "--out",
+                                  str(tmp_path), "--device", "cpu", "--sanity-images", "0"])
+    assert ok.exit_code == 0, ok.output
+    for arg, words in (
+        ("integrated-gradients.steps=4", "unknown option 'steps' of method 'integrated-gradients'; options: n_steps: int = 32"),
+        ("integrated-gradients.n_steps=many", "option 'n_steps' of method 'integrated-gradients' takes int"),
+        ("gradcam.x=1", "method 'gradcam' is not among this command's methods"),
+        ("n_steps=4", "takes METHOD.KEY=VALUE"),
+    ):
+        result = CliRunner().invoke(app, ["explain", str(run), "-m", "integrated-gradients",
+                                          "--method-arg", arg, "--device", "cpu"])
+        assert result.exit_code == 2 and words in result.stderr, result.stderr
+
+
+def test_methods_show_lists_options_and_the_paper(run: Path):
+    result = CliRunner().invoke(app, ["methods", "show", "integrated-gradients"])
+    assert result.exit_code == 0
+    assert "n_steps: int = 32" in result.stdout and "Integrated gradients" in result.stdout

@@ -511,3 +511,36 @@ def test_an_unknown_forbidden_augmentation_is_refused(tmp_path):
     bundle = dataclasses.replace(load_synthetic(None, tmp_path), forbidden_augment=("rotate",))
     with pytest.raises(DataError, match="forbidden_augment must name augmentations among crop, flip, cutout"):
         validate_bundle(bundle, "dataset 'x'")
+
+
+def test_a_stale_temporary_checkpoint_from_a_kill_is_removed_on_resume(tiny, tmp_path):
+    folder = train(settings(epochs=1), tmp_path / "run", show_progress=False)
+    stale = folder / ".checkpoint.pt.k3x9_q2a.tmp"  # as tempfile.mkstemp names them
+    stale.write_bytes(b"half a checkpoint")
+    resume(folder, show_progress=False)
+    assert not stale.exists()
+
+
+def test_a_full_disk_in_epoch_2_is_one_line_and_keeps_epoch_1(tiny, tmp_path, monkeypatch):
+    import errno
+
+    import xaikit.run.checkpoint as checkpoint_module
+    from xaikit.atomic import atomic_write_bytes
+
+    folder = tmp_path / "run"
+    calls = []
+
+    def full_after_first(path, data):
+        calls.append(path)
+        if len(calls) > 1:
+            from xaikit.atomic import WriteError
+
+            raise WriteError(path, OSError(errno.ENOSPC, "No space left on device"))
+        return atomic_write_bytes(path, data)
+
+    monkeypatch.setattr(checkpoint_module, "atomic_write_bytes", full_after_first)
+    with pytest.raises(XaikitError, match="No space left on device") as info:
+        train(settings(epochs=2), folder, show_progress=False)
+    assert "\n" not in str(info.value)
+    assert torch.load(folder / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert load_run(folder).history[-1]["epoch"] == 1

@@ -93,9 +93,12 @@ class ExplanationRecord(TypedDict):
     device: str
     classes: list[str]
     ids: list[pydantic.conint(ge=0)]  # type: ignore[valid-type]
-    labels: list[pydantic.conint(ge=0)]  # type: ignore[valid-type]
+    labels: list[pydantic.conint(ge=-1)]  # type: ignore[valid-type]
     preds: list[pydantic.conint(ge=0)]  # type: ignore[valid-type]
     confidences: list[pydantic.confloat(ge=0, le=1)]  # type: ignore[valid-type]
+    targets: list[pydantic.conint(ge=0)]  # type: ignore[valid-type]
+    files: list[str]
+    top: list[list[tuple[pydantic.conint(ge=0), pydantic.confloat(ge=0, le=1)]]]  # type: ignore[valid-type]
     misclassified_only: bool
     grid: str
     methods: dict[str, MethodScores]
@@ -110,15 +113,28 @@ EXPLANATIONS_MAPS = "explanations.pt"
 ProgressFn = Callable[[str, int, int], None]
 
 
+UNKNOWN = -1
+"""The label of a user's image file: there is none."""
+
+
 @dataclass(frozen=True)
 class Selection:
-    """Test images chosen for explanation, with the model's predictions (all on the CPU)."""
+    """Images chosen for explanation, with the model's predictions (all on the CPU).
+
+    Test images carry their test-split index in ``ids``; a user's files carry their position
+    in ``ids``, their names in ``files`` and the label :data:`UNKNOWN`. ``targets`` is the class
+    explained per image (the prediction unless asked otherwise); ``top`` the top-3 classes and
+    probabilities.
+    """
 
     ids: list[int]
     images: Tensor  # uint8 [N, C, H, W]
     labels: list[int]
     preds: list[int]
     confidences: list[float]
+    targets: list[int] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    top: list[list[tuple[int, float]]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -130,7 +146,12 @@ class Selection:
     def head(self, n: int) -> "Selection":
         """The first ``n`` images."""
         return Selection(self.ids[:n], self.images[:n], self.labels[:n], self.preds[:n],
-                         self.confidences[:n])
+                         self.confidences[:n], self.targets[:n], self.files[:n], self.top[:n])
+
+    def with_targets(self, targets: list[int]) -> "Selection":
+        """The same images, explaining ``targets``."""
+        return Selection(self.ids, self.images, self.labels, self.preds, self.confidences,
+                         list(targets), self.files, self.top)
 
 
 @dataclass
@@ -180,6 +201,9 @@ class Explanation:
             "labels": s.labels,
             "preds": s.preds,
             "confidences": s.confidences,
+            "targets": s.targets,
+            "files": s.files,
+            "top": [[[c, p] for c, p in row] for row in s.top],
             "misclassified_only": self.misclassified_only,
             "grid": EXPLANATIONS_PNG,
             "methods": self.scores,
@@ -190,7 +214,8 @@ class Explanation:
         """The PNG grid: one row per image, the input, then each method's overlay."""
         s = self.selection
         return explanation_grid(s.images, self.maps, self.signed, s.labels, s.preds, self.classes,
-                                path, confidences=s.confidences, max_rows=max_rows)
+                                path, confidences=s.confidences, max_rows=max_rows,
+                                names=s.files or None, targets=s.targets)
 
     def save(self, folder: str | Path) -> Path:
         """Write ``explanations.json``, ``explanations.pt`` (maps and images, loadable with
@@ -259,24 +284,74 @@ def select_images(
     images = data.test_images.cpu()[chosen]
     if probs is None:
         probs = predict(model, images, data.mean, data.std, device=device).cpu()
+    return _selection(chosen.tolist(), images, data.test_labels.cpu()[chosen].tolist(), probs)
+
+
+def select_files(model: nn.Module, data: DataBundle, device: torch.device,
+                 files: Sequence[str | Path]) -> Selection:
+    """A user's image files (any size and mode), as the model takes them, with its predictions."""
+    from xaikit.images import read_image_files
+
+    images = read_image_files(files, data.test_images.shape[1:])
+    probs = predict(model, images, data.mean, data.std, device=device).cpu()
+    selection = _selection(list(range(len(images))), images, [UNKNOWN] * len(images), probs)
+    return Selection(selection.ids, images, selection.labels, selection.preds,
+                     selection.confidences, selection.targets, [str(f) for f in files],
+                     selection.top)
+
+
+def _selection(ids: list[int], images: Tensor, labels: list[int], probs: Tensor) -> Selection:
+    k = min(3, probs.shape[1])
+    top_p, top_c = probs.topk(k, dim=1)
+    preds = probs.argmax(1).tolist()
     return Selection(
-        ids=chosen.tolist(),
-        images=images,
-        labels=data.test_labels.cpu()[chosen].tolist(),
-        preds=probs.argmax(1).tolist(),
-        confidences=probs.max(1).values.tolist(),
+        ids=ids, images=images, labels=labels, preds=preds,
+        confidences=probs.max(1).values.tolist(), targets=list(preds),
+        top=[list(zip(c.tolist(), p.tolist())) for c, p in zip(top_c, top_p)],
     )
 
 
-def build_method(name: str, model: nn.Module, layer: str | None = None) -> Attribution:
-    """The registered method ``name`` bound to ``model`` (``layer`` only for CAM methods).
+def choose_targets(selection: Selection, target: str | int | None, classes: Sequence[str]) -> Selection:
+    """The selection explaining ``target``: ``None``/``"pred"`` the predictions, ``"true"`` the
+    labels, a class index or a class name that class for every image.
+
+    Raises:
+        XaikitError: an unknown class, or ``"true"`` for images without labels.
+    """
+    if target is None or target == "pred":
+        return selection
+    if target == "true":
+        if UNKNOWN in selection.labels:
+            raise XaikitError("--target true needs labels; the user's image files have none")
+        return selection.with_targets(selection.labels)
+    if isinstance(target, str) and target in classes:
+        index = list(classes).index(target)
+    else:
+        try:
+            index = int(target)
+        except (TypeError, ValueError):
+            names = ", ".join(repr(c) for c in list(classes)[:10])
+            raise XaikitError(
+                f"--target {target!r} is no class; use pred, true, an index 0..{len(classes) - 1} "
+                f"or a class name ({names}{', ...' if len(classes) > 10 else ''})"
+            ) from None
+        if not 0 <= index < len(classes):
+            raise XaikitError(f"--target {index} is out of range 0..{len(classes) - 1}")
+    return selection.with_targets([index] * len(selection))
+
+
+def build_method(name: str, model: nn.Module, layer: str | None = None,
+                 options: dict[str, Any] | None = None) -> Attribution:
+    """The registered method ``name`` bound to ``model`` (``layer`` only for CAM methods; other
+    methods ignore it), with its ``options`` (constructor keywords, see
+    :func:`xaikit.options.method_options`).
 
     Raises:
         NotApplicableError: the method cannot explain this model.
         XaikitError: an unknown method or layer name.
     """
     cls = get_attribution(name)
-    return cls(model, layer=layer if cls.uses_layer else None)
+    return cls(model, layer=layer if cls.uses_layer else None, **(options or {}))
 
 
 def compute_maps(
@@ -313,8 +388,12 @@ def explain(
     progress: ProgressFn | None = None,
     model: nn.Module | None = None,
     data: DataBundle | None = None,
+    files: Sequence[str | Path] | None = None,
+    target: str | int | None = None,
+    method_options: dict[str, dict[str, Any]] | None = None,
 ) -> Explanation:
-    """Maps and scores of each method on a run's test images; nothing is written.
+    """Maps and scores of each method on a run's test images (or on image files); nothing is
+    written.
 
     Args:
         run: A run (:func:`xaikit.run.load_run`).
@@ -330,6 +409,10 @@ def explain(
         sanity_images: Images used by the (costly) randomisation check; 0 skips it.
         progress: ``progress(method, done, total)`` after each batch.
         model, data: The run's model and data when the caller already loaded them.
+        files: The user's image files to explain instead of test images.
+        target: The class explained: ``None``/``"pred"`` the prediction, ``"true"`` the
+            label, or a class index or name (see :func:`choose_targets`).
+        method_options: ``{method: {option: value}}`` for the methods' constructors.
 
     Raises:
         XaikitError: an unknown method or layer, bad ids, or no method that can apply.
@@ -342,14 +425,19 @@ def explain(
     dev = resolve_device(device)
     model = load_model(run, dev) if model is None else model
     data = load_data(run, data_path) if data is None else data
-    selection = select_images(model, data, dev, n_images=n_images, ids=ids, misclassified=misclassified)
+    if files:
+        selection = select_files(model, data, dev, files)
+    else:
+        selection = select_images(model, data, dev, n_images=n_images, ids=ids,
+                                  misclassified=misclassified)
+    selection = choose_targets(selection, target, run.classes)
     x = selection.inputs(data, dev)
-    targets = torch.as_tensor(selection.preds, device=dev)
+    targets = torch.as_tensor(selection.targets, device=dev)
     results: dict[str, MethodResult] = {}
     skipped: dict[str, str] = {}
     for name in names:
         try:
-            method = build_method(name, model, layer)
+            method = build_method(name, model, layer, (method_options or {}).get(name))
         except NotApplicableError as exc:
             skipped[name] = str(exc)
             continue
@@ -402,9 +490,9 @@ def load_explanation(run: Run, folder: Path) -> Explanation:
                            str(folder / EXPLANATIONS_JSON))
     path = folder / EXPLANATIONS_MAPS
     n = len(record["ids"])
-    if any(len(record[key]) != n for key in ("labels", "preds", "confidences")):
+    if any(len(record[key]) != n for key in ("labels", "preds", "confidences", "targets", "top")):
         raise RunError(f"{folder / EXPLANATIONS_JSON}: ids, labels, preds and confidences differ in length")
-    if any(v >= len(run.classes) for v in (*record["labels"], *record["preds"])):
+    if any(v >= len(run.classes) for v in (*record["labels"], *record["preds"], *record["targets"])):
         raise RunError(f"{folder / EXPLANATIONS_JSON}: a label beyond the run's classes")
     if record["model"] != run.spec.name:
         raise RunError(f"{folder / EXPLANATIONS_JSON} is not an explanation of {run.spec.name!r}")
@@ -426,9 +514,9 @@ def load_explanation(run: Run, folder: Path) -> Explanation:
             raise ValueError("maps do not match the record")
         if images.ndim != 4 or not all(bool(m.isfinite().all()) for m in maps.values()):
             raise ValueError("images or maps are malformed or not finite")
-        selection = Selection(ids, images, [int(v) for v in record["labels"]],
-                              [int(v) for v in record["preds"]],
-                              [float(v) for v in record["confidences"]])
+        selection = Selection(ids, images, list(record["labels"]), list(record["preds"]),
+                              list(record["confidences"]), list(record["targets"]),
+                              list(record["files"]), [[(c, p) for c, p in row] for row in record["top"]])
         results = {
             name: MethodResult(name, maps[name], dict(scores[name]), bool(scores[name]["signed"]),
                                scores[name].get("layer"))

@@ -58,7 +58,7 @@ class ModelOption:
         default = None if self.default is REQUIRED else _jsonable(self.default)
         return {"name": self.name, "type": self.type_name, "default": default}
 
-    def parse(self, raw: str, model: str = "?") -> Any:
+    def parse(self, raw: str, model: str = "?", kind: str = "model") -> Any:
         """The value of a CLI string for this option.
 
         ``bool`` takes true/false/yes/no/1/0 (any case); ``int`` and ``float`` are parsed
@@ -71,7 +71,7 @@ class ModelOption:
         try:
             return _from_string(raw, self.type)
         except (ValueError, TypeError):
-            raise XaikitError(self._mismatch(raw, model)) from None
+            raise XaikitError(self._mismatch(raw, model, kind)) from None
 
     def check(self, value: Any, model: str = "?") -> Any:
         """An already-typed value, normalised (a list for a tuple, an int for a float).
@@ -84,10 +84,10 @@ class ModelOption:
         except (ValueError, TypeError):
             raise XaikitError(self._mismatch(value, model)) from None
 
-    def _mismatch(self, value: Any, model: str) -> str:
+    def _mismatch(self, value: Any, model: str, kind: str = "model") -> str:
         hint = " (true/false, yes/no, 1/0)" if _strip_optional(self.type) is bool else ""
         return (
-            f"option {self.name!r} of model {model!r} takes {self.type_name}{hint}, "
+            f"option {self.name!r} of {kind} {model!r} takes {self.type_name}{hint}, "
             f"got {value!r}"
         )
 
@@ -254,3 +254,40 @@ def _from_value(value: Any, tp: Any) -> Any:
             raise ValueError(value)
         return value
     return value  # a typing construct we do not check (Callable, TypeVar...)
+
+
+def method_options(method_cls: type) -> dict[str, ModelOption]:
+    """The options of an attribution method: the keyword parameters of its constructor after
+    ``model`` and ``layer`` (``n_steps`` of integrated gradients, ``seed`` of RISE...)."""
+    return {k: v for k, v in model_options(method_cls).items() if k not in ("model", "layer")}
+
+
+def parse_method_args(pairs: list[str], methods: dict[str, type]) -> dict[str, dict[str, Any]]:
+    """CLI ``METHOD.KEY=VALUE`` strings as ``{method: {key: typed value}}``.
+
+    Args:
+        pairs: The ``--method-arg`` values.
+        methods: The methods of the command, name -> ``Attribution`` subclass.
+
+    Raises:
+        XaikitError: a pair not of that form, a method that is not among ``methods``, an
+            unknown option (the message lists the method's options) or a value of the wrong type.
+    """
+    result: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        target, sep, raw = pair.partition("=")
+        name, dot, key = target.rpartition(".")
+        if not sep or not dot or not name or not key:
+            raise XaikitError(f"--method-arg takes METHOD.KEY=VALUE, not {pair!r}")
+        if name not in methods:
+            raise XaikitError(
+                f"--method-arg {pair!r}: method {name!r} is not among this command's methods "
+                f"({', '.join(methods)})"
+            )
+        options = method_options(methods[name])
+        if key not in options:
+            listed = ", ".join(o.describe() for o in options.values()) or "none"
+            raise XaikitError(f"unknown option {key!r} of method {name!r}; options: {listed}")
+        result.setdefault(name, {})[key] = options[key].parse(raw, name, kind="method")
+    return result
+

@@ -94,6 +94,8 @@ def explanation_grid(
     path: Path,
     confidences: Sequence[float] | None = None,
     max_rows: int = 16,
+    names: Sequence[str] | None = None,
+    targets: Sequence[int] | None = None,
 ) -> Path:
     """Save a grid: one row per image (true and predicted label), the input, then each method.
 
@@ -108,6 +110,8 @@ def explanation_grid(
         path: PNG file to write (atomically).
         confidences: predicted-class probabilities, shown in the row label.
         max_rows: at most this many images (rows) are drawn.
+        names: a name per image (the user's file), shown instead of a label below 0.
+        targets: the class each map explains, shown when it is not the prediction.
 
     Returns:
         ``path``.
@@ -116,12 +120,17 @@ def explanation_grid(
     cols = 1 + len(maps)
     fig, axes = plt.subplots(n, cols, figsize=(1.6 * cols, 1.7 * n), squeeze=False)
     for row in range(n):
-        ok = labels[row] == preds[row]
+        known = labels[row] >= 0
+        ok = not known or labels[row] == preds[row]
         conf = f" {confidences[row]:.0%}" if confidences is not None else ""
         ax = axes[row][0]
         ax.imshow(images[row].permute(1, 2, 0).cpu().numpy())
+        first = classes[labels[row]] if known else Path(names[row]).name if names else "image"
+        text = f"{printable(first)}\n-> {printable(classes[preds[row]])}{conf}"
+        if targets is not None and targets[row] != preds[row]:
+            text += f"\nmaps: {printable(classes[targets[row]])}"
         ax.set_ylabel(
-            f"{printable(classes[labels[row]])}\n-> {printable(classes[preds[row]])}{conf}",
+            text,
             fontsize=7, color="black" if ok else "crimson", rotation=0, ha="right", va="center",
         )
         for col, (name, method_maps) in enumerate(maps.items(), start=1):

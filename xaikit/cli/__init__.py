@@ -9,7 +9,7 @@ import typer
 
 from typer.core import TyperGroup
 
-from xaikit.cli import evaluate_cmd, explain_cmd, plugins_cmd, report_cmd, train_cmd
+from xaikit.cli import evaluate_cmd, explain_cmd, methods_cmd, plugins_cmd, report_cmd, train_cmd
 from xaikit.cli.text import one_line
 from xaikit.errors import XaikitError
 
@@ -34,7 +34,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(plugins_cmd.app, name="plugins")
-for _command_module in (train_cmd, evaluate_cmd, explain_cmd, report_cmd):
+for _command_module in (train_cmd, evaluate_cmd, explain_cmd, report_cmd, methods_cmd):
     _command_module.register(app)
 
 
@@ -55,6 +55,14 @@ def _root(
     """Train small image CNNs on CIFAR-10 and explain their predictions."""
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """A warning (a damaged cache rebuilt, a cache that cannot be written) as one line."""
+    typer.echo(f"warning: {one_line(message)}", err=True)
+
+
 def main() -> None:
     """Console-script entry point."""
+    import warnings
+
+    warnings.showwarning = _show_warning
     app()

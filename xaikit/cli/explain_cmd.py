@@ -11,8 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from xaikit.cli.text import plain
-from xaikit.explain import DEFAULT_METHODS, explain_run
-from xaikit.registry import resolve_methods
+from xaikit.explain import DEFAULT_METHODS, Explanation, explain_run
+from xaikit.options import parse_method_args
+from xaikit.registry import get_attribution, resolve_methods
 from xaikit.run import EXPLANATIONS_JSON
 
 
@@ -24,7 +25,8 @@ def _interval(score: dict | None, digits: int = 3) -> str:
 
 def scores_table(record: dict) -> Table:
     """The per-method table printed by ``xaikit explain``."""
-    table = Table(title=plain(f"{record['model']}: {len(record['ids'])} test images"))
+    what = "image files" if record["files"] else "test images"
+    table = Table(title=plain(f"{record['model']}: {len(record['ids'])} {what}"))
     for column in ("method", "deletion AUC (random)", "insertion AUC (random)",
                    "randomisation rho", "sanity", "IG gap", "s/image"):
         table.add_column(column)
@@ -42,6 +44,15 @@ def scores_table(record: dict) -> Table:
     return table
 
 
+def predictions_table(explanation: Explanation) -> Table:
+    """Each image file with its top-3 classes and their probabilities."""
+    table = Table("image", "prediction", "2nd", "3rd", title="Predictions")
+    for name, top in zip(explanation.selection.files, explanation.selection.top):
+        cells = [plain(f"{explanation.classes[c]} {p:.1%}") for c, p in top]
+        table.add_row(plain(Path(name).name), *cells, *[""] * (3 - len(cells)))
+    return table
+
+
 def explain(
     run: Path = typer.Argument(..., help="Run folder written by `xaikit train`."),
     method: Optional[list[str]] = typer.Option(
@@ -50,7 +61,17 @@ def explain(
     images: int = typer.Option(16, "--images", "-n", help="N test images, round-robin over the classes."),
     ids: Optional[list[int]] = typer.Option(None, "--ids", help="Test image indices (repeat)."),
     misclassified: bool = typer.Option(False, "--misclassified", help="Only wrong predictions."),
-    layer: Optional[str] = typer.Option(None, "--layer", help="Layer for CAM methods."),
+    image: Optional[list[Path]] = typer.Option(
+        None, "--image", help="Explain this image file instead of test images (repeat; any "
+        "size and mode: converted to RGB and resized to the model's input)."),
+    target: Optional[str] = typer.Option(
+        None, "--target", help="Class to explain: pred (default), true (the label), a class "
+        "index or a class name."),
+    method_arg: Optional[list[str]] = typer.Option(
+        None, "--method-arg", help="METHOD.KEY=VALUE option of a method (repeat), e.g. "
+        "integrated-gradients.n_steps=64; `xaikit methods show NAME` lists them."),
+    layer: Optional[str] = typer.Option(
+        None, "--layer", help="Layer for CAM methods (the others ignore it)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: the run)."),
     data: Optional[str] = typer.Option(None, "--data", envvar="XAIKIT_DATA", help="Data path."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -61,6 +82,7 @@ def explain(
 ) -> None:
     """Explain a run's predictions: a PNG grid and explanations.json with scores per method."""
     methods = resolve_methods(method, DEFAULT_METHODS)  # an unknown name fails before any work
+    options = parse_method_args(method_arg or [], {m: get_attribution(m) for m in methods})
     err = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True) as bar:
@@ -74,9 +96,12 @@ def explain(
         explanation = explain_run(
             run, methods, out=out, n_images=images, ids=ids, misclassified=misclassified,
             layer=layer, data_path=data, device=device, batch_size=batch_size,
-            sanity_images=sanity_images, progress=progress,
+            sanity_images=sanity_images, progress=progress, files=image, target=target,
+            method_options=options,
         )
     record = explanation.to_json()
+    if explanation.selection.files:
+        Console().print(predictions_table(explanation))
     Console().print(scores_table(record))
     for name, reason in explanation.skipped.items():
         err.print(plain(f"skipped {name}: {reason}"), highlight=False)

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from xaikit.cli.text import plain
+from xaikit.options import method_options
 
 from xaikit.modules import count_parameters
 from xaikit.plugins import get_plugin_manager
@@ -57,6 +58,8 @@ def _attribution_row(e: Entry[type]) -> dict[str, Any]:
         "uses_layer": e.obj.uses_layer,
         "signed": e.obj.signed,
         "scale": e.obj.scale,
+        "class_discriminative": e.obj.class_discriminative,
+        "options": [option.to_dict() for option in method_options(e.obj).values()],
         "description": doc.splitlines()[0] if doc else "",
     }
 

@@ -97,6 +97,8 @@ def reusable_explanation(
             found = load_explanation(run, folder)
         except RunError:
             continue
+        if found.selection.files or found.selection.targets != found.selection.preds:
+            continue  # the page explains the predictions of test images
         covered = all(m in found.results or m in found.skipped for m in methods)
         layers_fit = layer is None or all(
             r.layer in (None, layer) for m, r in found.results.items() if m in methods

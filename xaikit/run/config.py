@@ -33,7 +33,7 @@ class Origin:
         if self.distribution and self.distribution != "xaikit":
             pin = f"=={self.version}" if self.version else ""
             return f"install the distribution {self.distribution}{pin} (pip install {self.distribution}{pin})"
-        return f"install the plugin {self.plugin!r}"
+        return f"install the plugin {self.plugin!r} that provides it"
 
 
 @dataclass(frozen=True)

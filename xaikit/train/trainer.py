@@ -21,10 +21,11 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from xaikit.atomic import atomic_write_json
+from xaikit.atomic import atomic_write_json, remove_stale_temporaries
 from xaikit.device import resolve_device
 from xaikit.errors import DivergedError, RunError, XaikitError
 from xaikit.evaluate import evaluate_split
+from xaikit.plugins import UNKNOWN_DISTRIBUTION
 from xaikit.registry import get_model_spec, model_entries, dataset_entries
 from xaikit.run import (
     CHECKPOINT_NAME, CONFIG_NAME, ENV_NAME, HISTORY_NAME, LR_FIND_JSON, LR_FIND_PNG, METRICS_NAME,
@@ -104,7 +105,9 @@ def _origin(entries: dict[str, Any], name: str) -> Origin | None:
     if entry is None:
         return None
     dist = entry.dist
-    return Origin(entry.plugin, getattr(dist, "name", None), getattr(dist, "version", None))
+    if dist is None or dist == UNKNOWN_DISTRIBUTION:  # registered by hand, not installed
+        return Origin(entry.plugin)
+    return Origin(entry.plugin, dist.name, dist.version)
 
 
 def data_facts(data: DataBundle) -> DataFacts:
@@ -232,6 +235,7 @@ def train(
     try:
         with run_lock(folder):
             _check_out_folder(folder, overwrite)
+            remove_stale_temporaries(folder)  # left by a process killed mid-write
             return _train(config, spec, recipe, device, folder, overwrite, show_progress, on_epoch_end)
     except BaseException:
         _remove_unused(folder, created)
@@ -303,6 +307,7 @@ def resume(
     """
     load_run(run_dir)  # a folder that is no run is refused before anything is touched
     with run_lock(run_dir):
+        remove_stale_temporaries(Path(run_dir))
         return _resume(load_run(run_dir), device, data_path, show_progress, on_epoch_end)
 
 
