@@ -20,8 +20,11 @@ from xaikit.testing import TinyConvNet
 from xaikit.run import RunConfig, load_run
 from xaikit.train import train
 
-SCORE_KEYS = {"deletion", "insertion", "deletion_random", "insertion_random", "randomization",
-              "seconds", "seconds_per_image", "layer", "signed"}
+SCORE_KEYS = {"metrics", "verdicts", "headline", "versus", "randomization", "seconds",
+              "seconds_per_image", "layer", "signed", "scale"}
+METRIC_KEYS = {"road_morf", "road_lerf", "road_combined", "deletion", "insertion",
+               "deletion_random", "insertion_random", "infidelity", "sensitivity_max", "sparseness",
+               "complexity", "randomization_rho", "randomization_rho_abs", "random_logit_rho", "emprt"}
 
 
 class TinyModels:
@@ -57,13 +60,19 @@ def test_explain_writes_scores_per_method_and_a_grid(run: Path):
     assert set(record["methods"]) == {"gradcam", "integrated-gradients"}
     for name, scores in record["methods"].items():
         assert SCORE_KEYS <= set(scores), name
-        for key in ("deletion", "insertion"):
-            assert scores[key]["low"] <= scores[key]["mean"] <= scores[key]["high"]
-        assert isinstance(scores["randomization"]["passes"], bool)
-    assert "completeness_gap" in record["methods"]["integrated-gradients"]
-    assert "completeness_gap" not in record["methods"]["gradcam"]
+        assert METRIC_KEYS <= set(scores["metrics"]), name
+        for key in ("road_combined", "deletion", "insertion"):
+            m = scores["metrics"][key]
+            assert m["low"] <= m["mean"] <= m["high"] and m["n"] == 6
+        assert {v["verdict"] for v in scores["verdicts"].values()} <= {"pass", "fail", "uncertain"}
+        # every method is compared with each control on the same images
+        assert set(scores["headline"]) == {"random", "sobel", "center"}
+        assert scores["headline"]["random"]["faithfulness"] in ("yes", "no", "undecided")
+    assert set(record["controls"]) == {"random", "sobel", "center"}
+    assert "completeness_gap" in record["methods"]["integrated-gradients"]["metrics"]
+    assert "completeness_gap" not in record["methods"]["gradcam"]["metrics"]
     assert record["methods"]["gradcam"]["layer"] == "act"
-    assert json.loads((run / "explanations.json").read_text()) == record
+    assert json.loads((run / "explanations.json").read_text()) == json.loads(json.dumps(record))
     assert (run / "explanations.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # what was computed is returned, and what was saved reads back the same
     assert explanation.maps["gradcam"].shape == (6, 32, 32)
@@ -71,7 +80,7 @@ def test_explain_writes_scores_per_method_and_a_grid(run: Path):
     assert again.selection.ids == explanation.selection.ids
     for name in ("gradcam", "integrated-gradients"):
         torch.testing.assert_close(again.maps[name], explanation.maps[name])
-    assert again.to_json() == record
+    assert json.loads(json.dumps(again.to_json())) == json.loads(json.dumps(record))
 
 
 def test_misclassified_only_and_explicit_ids(run: Path, tmp_path: Path):
@@ -103,7 +112,7 @@ def test_sanity_images_zero_skips_the_randomisation_check(run: Path, tmp_path: P
                                       "--sanity-images", "0", "--out", str(tmp_path), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     scores = json.loads((tmp_path / "explanations.json").read_text())["methods"]["saliency"]
-    assert "randomization" not in scores and "deletion" in scores
+    assert "randomization_rho" not in scores["metrics"] and "deletion" in scores["metrics"]
 
 
 class Flat(torch.nn.Module):

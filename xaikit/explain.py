@@ -2,7 +2,7 @@
 
 :func:`explain` picks test images (N spread over the classes, given ids, or only misclassified
 ones), runs each method over them in batches, scores each method with
-:func:`xaikit.attribution.metrics.score_method` (deletion/insertion AUC against a random map,
+:func:`xaikit.metrics.scorecard` (ROAD, deletion/insertion against a random map, robustness,
 cascading randomisation sanity, IG completeness, bootstrap intervals) and returns everything
 as one :class:`Explanation`. ``Explanation.save`` writes ``explanations.json`` (scores),
 ``explanations.pt`` (the maps) and ``explanations.png`` (rows: images; columns: input, then
@@ -19,23 +19,23 @@ import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import pydantic
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 import torch
 from torch import Tensor, nn
 
 from xaikit.atomic import atomic_write_bytes, atomic_write_json
 from xaikit.attribution.base import Attribution
-from xaikit.attribution.metrics import score_method
+from xaikit.metrics import ScorecardSettings, scorecard
 from xaikit.attribution.plot import explanation_grid
 from xaikit.data import normalize
 from xaikit.device import resolve_device
 from xaikit.errors import NotApplicableError, RunError, XaikitError
 from xaikit.evaluate import predict
-from xaikit.registry import get_attribution, resolve_methods
+from xaikit.registry import get_attribution, list_attributions, resolve_methods
 from xaikit.run import (
     EXPLANATIONS_JSON, EXPLANATIONS_PNG, Run, check_output_folder, load_data, load_model, load_run,
     read_text, validate_json,
@@ -47,42 +47,41 @@ _OPEN = pydantic.ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
 
 
 @pydantic.with_config(_STRICT)
-class Interval(TypedDict):
-    """A mean over images with its bootstrap interval."""
+class MetricScore(TypedDict):
+    """One metric of a scorecard: a mean over images with its bootstrap interval (``None``
+    where no value was finite), how many images it is over, and which way is better."""
 
-    mean: float
-    low: float
-    high: float
+    mean: float | None
+    low: float | None
+    high: float | None
+    n: pydantic.conint(ge=0)  # type: ignore[valid-type]
+    higher_is_better: bool
+    criterion: str
 
 
-@pydantic.with_config(_OPEN)
-class LayerRho(Interval):
-    layer: str
-
-
-@pydantic.with_config(_OPEN)
-class Randomization(TypedDict):
-    rho_final: Interval
-    rho_by_layer: list[LayerRho]
-    mean_abs_rho_final: float
+@pydantic.with_config(_STRICT)
+class Verdict(TypedDict):
+    verdict: Literal["pass", "fail", "uncertain"]
+    metric: str
     threshold: float
-    passes: bool
+    direction: Literal["below", "above"]
 
 
 @pydantic.with_config(_OPEN)
 class MethodScores(TypedDict):
-    """The scores of one method that the report reads (other keys are kept as they are)."""
+    """A scorecard (:func:`xaikit.metrics.scorecard`) as far as the report reads it; the other
+    keys (curves, per-image scores, settings) are kept as they are."""
 
-    deletion: Interval
-    insertion: Interval
-    deletion_random: Interval
-    insertion_random: Interval
-    seconds_per_image: pydantic.confloat(ge=0)  # type: ignore[valid-type]
-    signed: bool
+    method: str
+    n_images: pydantic.conint(ge=1)  # type: ignore[valid-type]
     layer: str | None
+    signed: bool | None
     scale: str
-    randomization: NotRequired[Randomization]
-    completeness_gap: NotRequired[Interval]
+    metrics: dict[str, MetricScore]
+    verdicts: dict[str, Verdict]
+    headline: dict[str, dict[str, Any]]
+    seconds: dict[str, float]
+    seconds_per_image: pydantic.confloat(ge=0)  # type: ignore[valid-type]
 
 
 @pydantic.with_config(_STRICT)
@@ -102,12 +101,15 @@ class ExplanationRecord(TypedDict):
     misclassified_only: bool
     grid: str
     methods: dict[str, MethodScores]
+    controls: dict[str, MethodScores]
     skipped: dict[str, str]
 
 
 _RECORD_ADAPTER = pydantic.TypeAdapter(ExplanationRecord)
 
 DEFAULT_METHODS = ("gradcam", "integrated-gradients")
+CONTROLS = ("random", "sobel", "center")
+"""The controls every method is compared with (the ``baselines`` plugin), where registered."""
 EXPLANATIONS_MAPS = "explanations.pt"
 
 ProgressFn = Callable[[str, int, int], None]
@@ -177,6 +179,7 @@ class Explanation:
     results: dict[str, MethodResult]
     skipped: dict[str, str] = field(default_factory=dict)
     misclassified_only: bool = False
+    controls: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def maps(self) -> dict[str, Tensor]:
@@ -207,6 +210,7 @@ class Explanation:
             "misclassified_only": self.misclassified_only,
             "grid": EXPLANATIONS_PNG,
             "methods": self.scores,
+            "controls": self.controls,
             "skipped": self.skipped,
         }
 
@@ -391,6 +395,7 @@ def explain(
     files: Sequence[str | Path] | None = None,
     target: str | int | None = None,
     method_options: dict[str, dict[str, Any]] | None = None,
+    seed: int = 0,
 ) -> Explanation:
     """Maps and scores of each method on a run's test images (or on image files); nothing is
     written.
@@ -413,6 +418,7 @@ def explain(
         target: The class explained: ``None``/``"pred"`` the prediction, ``"true"`` the
             label, or a class index or name (see :func:`choose_targets`).
         method_options: ``{method: {option: value}}`` for the methods' constructors.
+        seed: Seed of every random draw of the scorecard (the same for every method).
 
     Raises:
         XaikitError: an unknown method or layer, bad ids, or no method that can apply.
@@ -433,32 +439,38 @@ def explain(
     selection = choose_targets(selection, target, run.classes)
     x = selection.inputs(data, dev)
     targets = torch.as_tensor(selection.targets, device=dev)
+    settings = ScorecardSettings(data_std=tuple(float(v) for v in data.std),
+                                 sanity_images=sanity_images, seed=seed)
+    options = method_options or {}
+    registered = set(list_attributions())
+    control_names = [c for c in CONTROLS if c in registered]
     results: dict[str, MethodResult] = {}
+    controls: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
-    for name in names:
+    # the controls first: every method's scorecard is compared with them on the same images
+    for name in [*control_names, *(n for n in names if n not in control_names)]:
         try:
-            method = build_method(name, model, layer, (method_options or {}).get(name))
+            method = build_method(name, model, layer, options.get(name))
         except NotApplicableError as exc:
-            skipped[name] = str(exc)
+            if name in names:
+                skipped[name] = str(exc)
             continue
         maps, seconds = compute_maps(method, x, targets, batch_size, progress)
-        scores = score_method(
-            model, method, x, targets, sanity=sanity_images > 0, sanity_images=sanity_images,
-            maps=maps, seconds=seconds,
-        )
-        scores.pop("per_image", None)
-        scores["seconds_per_image"] = seconds / len(selection)
-        scores["layer"] = method.layer_name
-        scores["signed"] = method.signed
-        scores["scale"] = method.scale
-        results[name] = MethodResult(name, maps, scores, method.signed, method.layer_name)
+        others = {c: card for c, card in controls.items() if c != name}
+        card = scorecard(model, method, x, targets, maps=maps, seconds=seconds, controls=others,
+                         settings=settings)
+        card["scale"] = method.scale
+        if name in control_names:
+            controls[name] = card
+        if name in names:
+            results[name] = MethodResult(name, maps, card, method.signed, method.layer_name)
         if progress:
             progress(f"{name} scored", len(selection), len(selection))
     if not results:
         reasons = "; ".join(f"{m}: {why}" for m, why in skipped.items())
         raise NotApplicableError(f"no attribution method can explain {run.spec.name!r} ({reasons})")
     return Explanation(run.spec.name, run.classes, str(dev), selection, results, skipped,
-                       misclassified)
+                       misclassified, controls={c: card for c, card in controls.items() if c not in results})
 
 
 def explain_run(
@@ -522,8 +534,8 @@ def load_explanation(run: Run, folder: Path) -> Explanation:
                                scores[name].get("layer"))
             for name in scores
         }
-        return Explanation(run.spec.name, run.classes, str(record.get("device", "")), selection,
-                           results, dict(record.get("skipped") or {}),
-                           bool(record.get("misclassified_only")))
+        return Explanation(run.spec.name, run.classes, record["device"], selection, results,
+                           record["skipped"], record["misclassified_only"],
+                           controls={k: dict(v) for k, v in record["controls"].items()})
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise RunError(f"{folder / EXPLANATIONS_JSON} does not fit {path}: {exc}") from None

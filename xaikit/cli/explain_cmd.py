@@ -18,30 +18,49 @@ from xaikit.run import EXPLANATIONS_JSON
 
 
 def _interval(score: dict | None, digits: int = 3) -> str:
-    if not score:
+    if not score or score.get("mean") is None:
         return "-"
     return f"{score['mean']:.{digits}f} [{score['low']:.{digits}f}, {score['high']:.{digits}f}]"
 
 
+VERDICT_STYLE = {"pass": "pass", "fail": "[red]FAIL[/red]", "uncertain": "[yellow]uncertain[/yellow]"}
+ANSWER = {"yes": "yes", "no": "[red]no[/red]", "undecided": "[yellow]?[/yellow]"}
+
+
 def scores_table(record: dict) -> Table:
-    """The per-method table printed by ``xaikit explain``."""
+    """The per-method table printed by ``xaikit explain``: faithfulness (ROAD, deletion /
+    insertion against a random map at the method's resolution), robustness, complexity, the
+    sanity verdicts, whether the method beats each control on faithfulness, and the cost."""
     what = "image files" if record["files"] else "test images"
     table = Table(title=plain(f"{record['model']}: {len(record['ids'])} {what}"))
-    for column in ("method", "deletion AUC (random)", "insertion AUC (random)",
-                   "randomisation rho", "sanity", "IG gap", "s/image"):
+    controls = ("random", "sobel", "center")
+    table.add_column("method", no_wrap=True, min_width=max(map(len, record["methods"]), default=6))
+    for column in ("ROAD (LeRF-MoRF)/2 ↑", "deletion ↓ (random)", "insertion ↑ (random)",
+                   "max-sensitivity ↓", "sparseness", "randomisation", "random logit",
+                   "beats " + "/".join(controls), "s/image"):
         table.add_column(column)
-    for name, s in record["methods"].items():
-        rnd = s.get("randomization")
+    for name, card in {**record["methods"]}.items():
+        m, v = card["metrics"], card["verdicts"]
+        rnd_del, rnd_ins = m.get("deletion_random") or {}, m.get("insertion_random") or {}
+        beats = "/".join(ANSWER.get(card["headline"].get(c, {}).get("faithfulness"), "-")
+                         for c in controls)
         table.add_row(
             plain(name),
-            f"{_interval(s['deletion'])} ({s['deletion_random']['mean']:.3f})",
-            f"{_interval(s['insertion'])} ({s['insertion_random']['mean']:.3f})",
-            _interval(rnd["rho_final"], 2) if rnd else "-",
-            ("pass" if rnd["passes"] else "[red]FAIL[/red]") if rnd else "-",
-            _interval(s.get("completeness_gap"), 3),
-            f"{s['seconds_per_image']:.4f}",
+            _interval(m.get("road_combined")),
+            f"{_interval(m.get('deletion'))} ({_num(rnd_del.get('mean'))})",
+            f"{_interval(m.get('insertion'))} ({_num(rnd_ins.get('mean'))})",
+            _interval(m.get("sensitivity_max")),
+            _interval(m.get("sparseness"), 2),
+            VERDICT_STYLE.get((v.get("randomization") or {}).get("verdict"), "-"),
+            VERDICT_STYLE.get((v.get("random_logit") or {}).get("verdict"), "-"),
+            beats,
+            f"{card['seconds_per_image']:.4f}",
         )
     return table
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def predictions_table(explanation: Explanation) -> Table:
