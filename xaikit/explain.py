@@ -455,7 +455,12 @@ def explain(
             if name in names:
                 skipped[name] = str(exc)
             continue
-        maps, seconds = compute_maps(method, x, targets, batch_size, progress)
+        try:
+            maps, seconds = compute_maps(method, x, targets, batch_size, progress)
+        except NotApplicableError as exc:  # some methods can only tell from a forward pass
+            if name in names:
+                skipped[name] = str(exc)
+            continue
         others = {c: card for c, card in controls.items() if c != name}
         card = scorecard(model, method, x, targets, maps=maps, seconds=seconds, controls=others,
                          settings=settings)

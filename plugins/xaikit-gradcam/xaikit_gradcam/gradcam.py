@@ -20,6 +20,7 @@ class GradCAM(GradientCAM):
 
     Output: non-negative, unnormalised (same units as ``A`` times the logit's gradient),
     upsampled bilinearly from ``h x w`` to the input resolution.
+    Cost: one forward and one backward pass.
     """
 
     name = "gradcam"

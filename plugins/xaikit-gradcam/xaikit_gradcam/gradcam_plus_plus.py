@@ -28,17 +28,26 @@ class GradCAMPlusPlus(GradientCAM):
     Grad-CAM's and large logits cannot overflow.
 
     Output: non-negative, unnormalised, upsampled bilinearly to the input resolution.
+    Cost: one forward and one backward pass.
     """
 
     name = "gradcam++"
     scale = "ReLU'd, >= 0, unnormalised (the paper's map divided by exp(target logit))"
 
     def combine(self, activation: Tensor, gradient: Tensor) -> Tensor:
-        g2 = gradient.pow(2)
-        g3 = gradient.pow(3)
-        activation_sum = activation.sum(dim=(2, 3), keepdim=True)
-        denominator = 2 * g2 + activation_sum * g3
-        safe = torch.where(denominator != 0, denominator, torch.ones_like(denominator))
-        alpha = torch.where(denominator != 0, g2 / safe, torch.zeros_like(g2))
-        weights = (alpha * gradient.clamp_min(0)).sum(dim=(2, 3), keepdim=True)
+        weights = plus_plus_weights(activation, gradient, gradient.pow(2), gradient.pow(3))
         return (weights * activation).sum(dim=1)
+
+
+def plus_plus_weights(activation: Tensor, gradient: Tensor, g2: Tensor, g3: Tensor) -> Tensor:
+    """Grad-CAM++ channel weights ``[B, K, 1, 1]`` from the activation ``A``, the gradient ``g``
+    and its second and third powers ``g2``, ``g3`` (or their averages, Smooth Grad-CAM++)::
+
+        alpha = g2 / (2 g2 + sum_ab A_ab * g3)     (0 where the denominator is 0)
+        w_k   = sum_ij alpha_ij * ReLU(g_ij)
+    """
+    activation_sum = activation.sum(dim=(2, 3), keepdim=True)
+    denominator = 2 * g2 + activation_sum * g3
+    safe = torch.where(denominator != 0, denominator, torch.ones_like(denominator))
+    alpha = torch.where(denominator != 0, g2 / safe, torch.zeros_like(g2))
+    return (alpha * gradient.clamp_min(0)).sum(dim=(2, 3), keepdim=True)

@@ -1,6 +1,6 @@
-"""Shared machinery of the gradient-based CAM methods.
+"""Shared machinery of the CAM methods: the activation-only base and the gradient base.
 
-Every method here does one forward and one backward pass for the whole batch through
+A :class:`GradientCAM` does one forward and one backward pass for the whole batch through
 :meth:`xaikit.Attribution.forward_with_layer` (which owns the hook and its removal), then
 combines the layer's activation ``A`` ``[B, K, h, w]`` and the gradient ``g = dy^c/dA`` of
 each image's target logit into a map ``[B, h, w]``. Images never mix: in eval mode image
@@ -9,10 +9,10 @@ each image's target logit into a map ``[B, h, w]``. Images never mix: in eval mo
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
-from xaikit import Attribution
-from xaikit import XaikitError
+from xaikit import Attribution, XaikitError
 
 
 def check_feature_map(activation: Tensor, method: str, layer_name: str | None) -> None:
@@ -25,14 +25,16 @@ def check_feature_map(activation: Tensor, method: str, layer_name: str | None) -
 
 
 class GradientCAM(Attribution):
-    """Base of Grad-CAM, Grad-CAM++, XGrad-CAM, LayerCAM and HiResCAM.
+    """Base of the CAM methods that weigh the layer's output ``A`` with the gradient ``g`` of
+    the target logit (Grad-CAM, Grad-CAM++, XGrad-CAM, LayerCAM, HiResCAM, Eigen-Grad-CAM...).
 
-    Subclasses implement :meth:`combine`; the output is ``ReLU`` of the combined map, so it is
+    Subclasses implement :meth:`combine` (or override :meth:`attribute`); the output is ``ReLU`` of the combined map, so it is
     non-negative and unnormalised, at the layer's resolution (the base class upsamples it).
     """
 
     uses_layer = True
     signed = False
+    class_discriminative = True
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:
         activation, gradient, _logits = self.forward_with_layer(x, target)
@@ -42,3 +44,22 @@ class GradientCAM(Attribution):
     def combine(self, activation: Tensor, gradient: Tensor) -> Tensor:
         """Map ``[B, h, w]`` before the final ReLU, from ``A`` and ``g`` (both ``[B, K, h, w]``)."""
         raise NotImplementedError
+
+
+class ActivationCAM(Attribution):
+    """Base of the CAM methods that start from the layer's output alone (Score-CAM, Eigen-CAM,
+    FEM, KPCA-CAM, Ablation-CAM...): :meth:`activation_and_logits` is one forward pass without
+    gradients through :meth:`xaikit.Attribution.capture`."""
+
+    uses_layer = True
+    signed = False
+
+    def activation_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The layer's output ``[B, K, h, w]`` and the logits ``[B, classes]`` for ``x``."""
+        with torch.no_grad(), self.capture(retain_grad=False) as captured:
+            logits = self.model(x)
+        activation = captured.get("activation")
+        if activation is None:
+            raise XaikitError(f"layer {self.layer_name!r} was not called in the model's forward")
+        check_feature_map(activation, self.name, self.layer_name)
+        return activation, logits

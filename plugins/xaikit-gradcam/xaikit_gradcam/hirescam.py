@@ -20,6 +20,7 @@ class HiResCAM(GradientCAM):
     For a network ending in global average pooling and one linear layer the gradient is
     constant over space and HiResCAM equals Grad-CAM. Output: non-negative, unnormalised,
     upsampled bilinearly to the input resolution.
+    Cost: one forward and one backward pass.
     """
 
     name = "hirescam"

@@ -20,6 +20,7 @@ class LayerCAM(GradientCAM):
 
     Where every gradient is positive this is HiResCAM. Output: non-negative, unnormalised,
     upsampled bilinearly to the input resolution.
+    Cost: one forward and one backward pass.
     """
 
     name = "layercam"

@@ -21,6 +21,7 @@ class XGradCAM(GradientCAM):
 
     With a spatially uniform ``A^k`` this is Grad-CAM. Output: non-negative, unnormalised,
     upsampled bilinearly to the input resolution.
+    Cost: one forward and one backward pass.
     """
 
     name = "xgradcam"
