@@ -17,24 +17,22 @@ from torch import nn
 from typer.testing import CliRunner
 
 from xaikit.errors import UnknownNameError, XaikitError
+from xaikit.explain import spread_over_classes
 from xaikit.hookspecs import hookimpl
 from xaikit.plugins import make_plugin_manager, set_plugin_manager
 from xaikit.registry import list_attributions, resolve_methods
 from xaikit.report.build import REPORT_DEFAULT_METHODS, build_report
 from xaikit.report.charts import one_cycle_lrs
-from xaikit.report.method_sections import explanations_section, scores_section
 from xaikit.report.summary import format_shape, layer_summary
+from xaikit.run import RunConfig, load_data, load_run
 from xaikit.specs import DatasetSpec, ModelSpec, Recipe
 from xaikit.testing import TinyConvNet
-from xaikit.explain import spread_over_classes
-from xaikit.run import RunConfig
 from xaikit.train import train
-from xaikit.run import load_data, load_run
 
 EVIL_CLASS = "<script>alert(1)</script>"
 RUN_NAME = "run&<b>x</b>"
 METHODS = ["gradcam", "saliency"]
-SECTION_IDS = ("run", "training", "evaluation", "misclassified", "explanations", "scores")
+SECTION_IDS = ("run", "training", "evaluation", "trust", "misclassified", "explanations", "scores")
 
 
 class TinyModels:
@@ -139,6 +137,7 @@ def test_figures_and_computed_files_are_written(report_run):
         "confusion_matrix.png",
         "explanations.png",
         "faithfulness.png",
+        "road.png",
         "randomisation.png",
     ):
         assert (figures / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -148,6 +147,29 @@ def test_figures_and_computed_files_are_written(report_run):
     record = json.loads((figures / "explanations.json").read_text())
     assert list(record["methods"]) == METHODS and len(record["ids"]) == 4
     assert not (report_run / "explanations.json").exists()  # `xaikit explain`'s file is left alone
+
+
+def test_headline_reads_the_saved_scorecards(page, report_run):
+    """The headline table shows each method's and each control's answers and verdicts, from the
+    scorecards that the page saved, ranked by faithfulness, before the maps."""
+    from xaikit.report.verdicts import SANITY_CHECKS, faithfulness_ranks, headline_order
+
+    record = json.loads((report_run / "figures" / "explanations.json").read_text())
+    cards = {**record["methods"], **record["controls"]}
+    assert set(record["controls"]) == {"random", "sobel", "center"}
+    assert page.index('id="trust"') < page.index('id="misclassified"') < page.index('id="scores"')
+    trust = page[page.index('<table class="headline">'):page.index('id="misclassified"')]
+    order = headline_order(cards, faithfulness_ranks(cards))
+    shown = re.findall(r'<tbody[^>]*><tr><td class="num">.*?<strong>([^<]+)</strong>', trust)
+    assert shown == order
+    for name, card in cards.items():
+        row = re.search(rf"<strong>{re.escape(name)}</strong>.*?</tbody>", trust, re.DOTALL)[0]
+        for control, line in card["headline"].items():
+            assert f">{line['faithfulness']}</span> {control}</div>" in row, (name, control)
+        for check, label in SANITY_CHECKS.items():
+            shown = card["verdicts"].get(check, {}).get("verdict", "not run")
+            assert f">{shown}</span> {label}</div>" in row, (name, check)
+    assert "beat all controls, pass sanity" in page
 
 
 def test_gallery_shows_misclassified_images_with_overlays(plugin_manager, page, report_run):
@@ -221,42 +243,6 @@ def test_method_choice(plugin_manager):
         assert report_methods([registered[0], registered[0]]) == [registered[0]]
     with pytest.raises(UnknownNameError, match="no-such-method"):
         report_methods(["no-such-method"])
-
-
-def _score(passes: bool) -> dict:
-    ci = {"mean": 0.4, "low": 0.3, "high": 0.5}
-    return {
-        "deletion": ci,
-        "insertion": ci,
-        "deletion_random": ci,
-        "insertion_random": ci,
-        "randomization": {
-            "rho_final": {"mean": 0.9, "low": 0.8, "high": 0.95},
-            "rho_by_layer": [],
-            "mean_abs_rho_final": 0.9 if not passes else 0.1,
-            "threshold": 0.5,
-            "passes": passes,
-            "n_images": 2,
-        },
-        "completeness_gap": {"mean": 0.01, "low": 0.0, "high": 0.02},
-        "seconds_per_image": 0.5,
-    }
-
-
-def test_methods_failing_randomisation_are_marked():
-    scores = {"good": _score(True), "<bad>": _score(False), "worse": _score(False)}
-    section = scores_section(scores, None, None, 2, "")
-    assert section.body.count("badge fail") == 3  # two rows and the explanation
-    assert "badge pass" in section.body
-    assert (
-        "<strong>&lt;bad&gt;</strong> (mean |ρ| = 0.90), "
-        "<strong>worse</strong> (mean |ρ| = 0.90) fail" in section.body
-    )
-    assert "threshold 0.50" in section.body and "<bad>" not in section.body
-    assert "0.010" in section.body  # the IG completeness gap
-    assert "fails sanity" not in scores_section({"good": _score(True)}, None, None, 2, "").body
-    grid = explanations_section([], None, list(scores), scores, False)
-    assert grid.body.count("fails sanity") == 2
 
 
 class SharedAndOwn(nn.Module):

@@ -1,5 +1,5 @@
 """The report page template and style as package data, figures that draw data text literally,
-and one distinct line style per method."""
+one distinct line style per method and grey controls."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from xaikit.attribution.plot import explanation_grid, literal_text, printable
-from xaikit.report import charts, html
+from xaikit.report import charts, html, score_charts
 from xaikit.report.html import Section, render_page
 
 EVIL_TITLE = "</title><script>alert(1)</script>"
@@ -148,36 +148,81 @@ def test_every_method_gets_its_own_style():
     assert charts.method_styles(["a", "b", "a"]) == charts.method_styles(["a", "b"])
 
 
-def test_randomisation_chart_of_25_methods_has_25_distinct_lines(tmp_path, captured):
-    names = [f"m{i}" for i in range(24)] + ["_private$\\frac{$"]
-    cascade = [{"layer": layer, "mean": 0.9 - 0.2 * i} for i, layer in enumerate(EVIL_CLASSES)]
-    scores = {
-        n: {"randomization": {"rho_by_layer": cascade, "threshold": 0.5, "passes": i % 2 == 0}}
-        for i, n in enumerate(names)
+def _interval(mean: float, width: float = 0.05) -> dict[str, float]:
+    return {"mean": mean, "low": mean - width, "high": mean + width, "n": 4}
+
+
+def _cascade_card(i: int, layers: list[str]) -> dict[str, Any]:
+    """The parts of a scorecard that the randomisation chart reads."""
+    steps = [{"layer": layer, "rho": _interval(0.9 - 0.2 * k), "rho_abs": _interval(0.95 - 0.2 * k)}
+             for k, layer in enumerate(layers)]
+    return {
+        "randomization": {"layers": layers, "n_images": 4, "rho_by_layer": steps},
+        "verdicts": {"randomization": {"verdict": "fail" if i % 2 else "pass",
+                                       "metric": "randomization_rho_abs", "threshold": 0.5,
+                                       "direction": "below"}},
     }
 
-    path = charts.randomisation_figure(scores, tmp_path / "randomisation.png")
+
+def test_randomisation_chart_of_25_methods_has_25_distinct_lines(tmp_path, captured):
+    names = [f"m{i}" for i in range(24)] + ["_private$\\frac{$"]
+    cards = {n: _cascade_card(i, EVIL_CLASSES) for i, n in enumerate(names)}
+    cards["random"] = _cascade_card(1, EVIL_CLASSES)
+
+    path = score_charts.randomisation_figure(cards, tmp_path / "randomisation.png", {"random"})
 
     assert path is not None and _is_png(path)
-    ax = captured[0].axes[0]
-    lines = ax.get_legend().get_lines()
+    raw, absolute = captured[0].axes[:2]
+    lines = absolute.get_legend().get_lines()
     styles = {(ln.get_color(), ln.get_linestyle(), ln.get_marker()) for ln in lines}
-    assert len(lines) == len(styles) == 25
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend[-1] == "_private$\\frac{$"  # listed although it starts with "_", not parsed
-    assert legend[1] == "m1 (fails)"
-    ticks = [t.get_text() for t in ax.get_xticklabels()]
-    assert ticks == ["trained", *(printable(c) for c in EVIL_CLASSES)]
+    assert len(lines) == len(styles) == 26
+    legend = [t.get_text() for t in absolute.get_legend().get_texts()]
+    assert legend[24] == "_private$\\frac{$"  # listed although it starts with "_", not parsed
+    assert legend[1] == "m1 (fails)" and legend[0] == "m0"
+    assert legend[-1] == "random (control) (fails)"
+    assert lines[-1].get_color() in charts.CONTROL_COLOURS  # the control is grey
+    assert lines[-1].get_color() not in {ln.get_color() for ln in lines[:-1]}
+    for ax in (raw, absolute):
+        ticks = [t.get_text() for t in ax.get_xticklabels()]
+        assert ticks == ["trained", *(printable(c) for c in EVIL_CLASSES)]
+    assert [line.get_ydata()[1] for line in absolute.get_lines()[:1]] == [pytest.approx(0.95)]
 
 
-def test_faithfulness_chart_draws_method_names_literally(tmp_path, captured):
-    interval = {"mean": 0.4, "low": 0.3, "high": 0.5}
-    names = ["$\\frac{$", "a_b^c", "\x1b[31mred"]
-    scores = {n: {"deletion": interval, "insertion": interval} for n in names}
+def test_faithfulness_chart_draws_method_names_literally_and_controls_grey(tmp_path, captured):
+    names = ["$\\frac{$", "a_b^c", "\x1b[31mred", "random"]
+    cards = {n: {"metrics": {"road_combined": _interval(0.1), "deletion": _interval(0.4),
+                             "insertion": _interval(0.6), "deletion_random": _interval(0.45)}}
+             for n in names}
 
-    assert _is_png(charts.faithfulness_figure(scores, tmp_path / "faithfulness.png"))
-    ticks = [t.get_text() for t in captured[0].axes[0].get_yticklabels()]
-    assert ticks == [printable(n) for n in names]
+    path = score_charts.faithfulness_figure(cards, tmp_path / "faithfulness.png", {"random"})
+    assert _is_png(path)
+    axes = captured[0].axes
+    assert [ax.get_title().splitlines()[0] for ax in axes] == [
+        "ROAD combined (higher is better)", "Deletion AUC (lower is better)",
+        "Insertion AUC (higher is better)"]
+    ticks = axes[0].get_yticklabels()
+    assert [t.get_text() for t in ticks] == [printable(n) for n in names[:3]] + ["random (control)"]
+    assert matplotlib.colors.to_hex(ticks[-1].get_color()) == charts.RANDOM_COLOUR
+    assert score_charts.faithfulness_figure({"x": {"metrics": {}}}, tmp_path / "none.png") is None
+
+
+def test_road_curves_give_every_method_and_control_its_own_line(tmp_path, captured):
+    names = [f"method-{i}" for i in range(12)]
+    road = {"percentiles": [10.0, 50.0, 90.0], "morf_curve": [0.5, 0.3, None],
+            "lerf_curve": [0.6, 0.7, 0.8]}
+    cards = {n: {"road": road} for n in [*names, "random", "sobel", "center"]}
+
+    controls = {"random", "sobel", "center"}
+    path = score_charts.road_curves_figure(cards, tmp_path / "road.png", controls)
+
+    assert path is not None and _is_png(path)
+    morf, lerf = captured[0].axes[:2]
+    lines = lerf.get_legend().get_lines()
+    assert len({(ln.get_color(), ln.get_linestyle(), ln.get_marker()) for ln in lines}) == 15
+    assert {ln.get_color() for ln in lines[-3:]} <= set(charts.CONTROL_COLOURS)
+    assert [t.get_text() for t in lerf.get_legend().get_texts()][-3:] == [
+        "random (control)", "sobel (control)", "center (control)"]
+    assert len(morf.get_lines()) == 15
 
 
 def test_literal_text_turns_off_mathtext_for_its_block_only():

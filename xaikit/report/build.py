@@ -37,12 +37,29 @@ from xaikit.explain import (
     spread_over_classes,
 )
 from xaikit.registry import get_attribution, list_attributions, resolve_methods
-from xaikit.report import charts, method_sections, sections
+from xaikit.report import (
+    charts,
+    method_sections,
+    score_charts,
+    score_format,
+    score_sections,
+    sections,
+    trust_section,
+    verdicts,
+)
 from xaikit.report.html import esc, render_page
 from xaikit.report.summary import layer_summary
 from xaikit.run import (
-    FIGURES_DIR, METRICS_NAME, REPORT_NAME, Run, check_output_file, check_output_folder, load_data,
-    load_model, load_run, read_env,
+    FIGURES_DIR,
+    METRICS_NAME,
+    REPORT_NAME,
+    Run,
+    check_output_file,
+    check_output_folder,
+    load_data,
+    load_model,
+    load_run,
+    read_env,
 )
 
 REPORT_DEFAULT_METHODS = (
@@ -213,8 +230,8 @@ def build_report(
         metrics["confusion_matrix"], run.classes, figures / "confusion_matrix.png"
     )
     scores = explanation.scores
-    faithfulness_png = charts.faithfulness_figure(scores, figures / "faithfulness.png")
-    randomisation_png = charts.randomisation_figure(scores, figures / "randomisation.png")
+    control_set = score_format.combined(scores, explanation.controls)[1]
+    score_figures = _score_figures(scores, explanation.controls, figures)
     say("misclassified gallery")
     gallery, gallery_method, gallery_png = _gallery(
         model, data, dev, metrics, run, names, n_images, figures, layer, batch_size
@@ -225,6 +242,9 @@ def build_report(
         sections.run_section(run, read_env(run.path), summary),
         sections.training_section(run.history, curves_png, lr_png),
         sections.evaluation_section(metrics, run.classes, matrix_png, metrics_note),
+        trust_section.headline_section(
+            scores, explanation.controls, len(explanation.selection), scores_note
+        ),
         method_sections.gallery_section(
             gallery, gallery_method, len(metrics["misclassified"]), gallery_png
         ),
@@ -232,11 +252,13 @@ def build_report(
             grid_rows, figures / "explanations.png", names, scores, explanation.misclassified_only,
             skipped=explanation.skipped,
         ),
-        method_sections.scores_section(
-            scores, faithfulness_png, randomisation_png, len(explanation.selection), scores_note
+        score_sections.scores_section(
+            scores, explanation.controls, len(explanation.selection), score_figures
         ),
     ]
-    failing = [m for m, score in scores.items() if method_sections.fails_sanity(score)]
+    shown = [m for m in scores if m not in control_set]
+    failing = [m for m in shown if verdicts.fails_sanity(scores[m])]
+    trusted = [m for m in shown if verdicts.trust(scores[m]) == "pass"]
     seconds = sum(float(h["seconds"]) for h in run.history)
     stats = [
         ("test accuracy", f"{metrics['accuracy']:.2%}"),
@@ -245,6 +267,8 @@ def build_report(
         ("training time", sections.format_seconds(seconds)),
         (f"methods, {len(failing)} failing sanity" if failing else "methods", str(len(names))),
     ]
+    if shown and control_set:
+        stats.append(("beat all controls, pass sanity", f"{len(trusted)} of {len(shown)}"))
     source = run.config.data.source if run.config.data else run.config.dataset
     page = render_page(
         title=f"{run.spec.name}: run report",
@@ -255,6 +279,24 @@ def build_report(
         f"figures in <code>{esc(figures)}</code>",
     )
     return atomic_write_text(html_path, page)
+
+
+def _score_figures(
+    scores: dict[str, Any], controls: dict[str, Any], figures: Path
+) -> dict[str, Path | None]:
+    """The scorecard figures of the methods and the controls (controls grey), by name."""
+    cards, control_set = score_format.combined(scores, controls)
+    order = verdicts.headline_order(cards, verdicts.faithfulness_ranks(cards))
+    ranked = {n: cards[n] for n in order}
+    return {
+        "faithfulness": score_charts.faithfulness_figure(
+            ranked, figures / "faithfulness.png", control_set
+        ),
+        "road": score_charts.road_curves_figure(cards, figures / "road.png", control_set),
+        "randomisation": score_charts.randomisation_figure(
+            cards, figures / "randomisation.png", control_set
+        ),
+    }
 
 
 def _explanation_rows(explanation: Explanation) -> list[method_sections.GridRow]:

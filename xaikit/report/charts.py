@@ -1,11 +1,13 @@
 """Matplotlib charts of ``xaikit report``: training curves, the LR schedule, the confusion
-matrix, the misclassified gallery and the faithfulness of each method (Agg backend, PNG).
+matrix and the misclassified gallery (Agg backend, PNG); the charts of the scorecards are in
+:mod:`xaikit.report.score_charts`, drawn the same way.
 
 Every function draws one figure, writes it atomically and returns the path. Each runs under
 :data:`CHART_RC`, set for the call only (the caller's matplotlib settings are left alone): the
 house style plus :data:`xaikit.attribution.plot.LITERAL_TEXT_RC`, so text that comes from data
 (class, method and layer names) is drawn literally, never parsed as mathtext or TeX.
-Every method gets its own line style (:func:`method_styles`), however many there are.
+Every method gets its own line style (:func:`method_styles`), however many there are; the
+controls are grey (:func:`control_styles`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from xaikit.attribution.plot import LITERAL_TEXT_RC, overlay, printable
 from xaikit.atomic import atomic_path
+from xaikit.attribution.plot import LITERAL_TEXT_RC, overlay, printable
 from xaikit.specs import Recipe
 
 TRAIN_COLOUR = "#2563eb"
@@ -95,6 +97,20 @@ def method_styles(names: Sequence[str]) -> dict[str, MethodStyle]:
             METHOD_MARKERS[j % len(METHOD_MARKERS)],
         )
     return styles
+
+
+CONTROL_COLOURS: tuple[str, ...] = ("#6b7280", "#9ca3af", "#374151")
+"""Greys of the controls (random, sobel, center...): drawn apart from every method's colour."""
+CONTROL_MARKERS: tuple[str, ...] = ("x", "+", "*", "1", "2")
+
+
+def control_styles(names: Sequence[str]) -> dict[str, MethodStyle]:
+    """A grey, dotted, distinct style for every control (by position), apart from the methods'."""
+    return {
+        name: MethodStyle(CONTROL_COLOURS[i % len(CONTROL_COLOURS)], ":",
+                          CONTROL_MARKERS[i % len(CONTROL_MARKERS)])
+        for i, name in enumerate(dict.fromkeys(names))
+    }
 
 
 def _chart(draw: _Chart) -> _Chart:
@@ -269,107 +285,4 @@ def misclassified_figure(
         if maps is not None:
             axes[row][col * per_item + 1].imshow(np.clip(overlay(images[i], maps[i]), 0.0, 1.0))
             axes[row][col * per_item + 1].set_title(printable(method), fontsize=7)
-    return _save(fig, path)
-
-
-@_chart
-def faithfulness_figure(scores: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
-    """Deletion AUC (lower is better) and insertion AUC (higher is better) of each method with
-    95% intervals, against the same AUC of a random map (grey tick)."""
-    names = list(scores)
-    y = np.arange(len(names))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 0.45 * len(names) + 1.4), sharey=True)
-    for ax, key, title in (
-        (axes[0], "deletion", "Deletion AUC (lower is better)"),
-        (axes[1], "insertion", "Insertion AUC (higher is better)"),
-    ):
-        means = np.array([scores[n][key]["mean"] for n in names])
-        low = means - np.array([scores[n][key]["low"] for n in names])
-        high = np.array([scores[n][key]["high"] for n in names]) - means
-        ax.barh(
-            y,
-            means,
-            xerr=[low, high],
-            color=TRAIN_COLOUR,
-            alpha=0.85,
-            height=0.6,
-            error_kw={"elinewidth": 1, "capsize": 2},
-        )
-        randoms = [scores[n].get(f"{key}_random", {}).get("mean") for n in names]
-        for yi, r in zip(y, randoms):
-            if r is not None:
-                ax.plot([r, r], [yi - 0.4, yi + 0.4], color=RANDOM_COLOUR, lw=2)
-        ax.set(title=title + ("" if key == "deletion" else "; grey: random map"), xlim=(0, 1))
-        ax.grid(axis="y", visible=False)
-    axes[0].set_yticks(y, [printable(n) for n in names])
-    axes[0].invert_yaxis()
-    return _save(fig, path)
-
-
-@_chart
-def randomisation_figure(
-    scores: Mapping[str, Mapping[str, Any]], path: Path, max_ticks: int = 24
-) -> Path | None:
-    """Cascading randomisation: mean Spearman rho between each method's maps on the trained model
-    and on the model with its layers re-initialised one by one from the output back. A method
-    that depends on the learned weights falls towards 0; ending in the shaded band (mean |rho| at
-    or above the threshold) fails. ``None`` when no method was checked."""
-    checked = {
-        n: s["randomization"]
-        for n, s in scores.items()
-        if isinstance(s.get("randomization"), Mapping) and s["randomization"].get("rho_by_layer")
-    }
-    if not checked:
-        return None
-    legend_columns = -(-len(checked) // LEGEND_ROWS)
-    fig, ax = plt.subplots(figsize=(9 + 2.2 * (legend_columns - 1), 3.6))
-    styles = method_styles(list(checked))
-    lines: list[Any] = []
-    legend: list[str] = []
-    layers: list[str] = []
-    threshold = 0.5
-    for name, rnd in checked.items():
-        cascade = rnd["rho_by_layer"]
-        if len(cascade) > len(layers):
-            layers = [str(step["layer"]) for step in cascade]
-        threshold = float(rnd.get("threshold", threshold))
-        (line,) = ax.plot(
-            np.arange(len(cascade) + 1),
-            [1.0] + [float(step["mean"]) for step in cascade],
-            ms=3.5,
-            lw=1.4,
-            **styles[name].plot_kwargs(),
-        )
-        lines.append(line)
-        legend.append(printable(name) + ("" if rnd.get("passes") else " (fails)"))
-    ax.axhspan(threshold, 1.05, color="#a40e26", alpha=0.07, lw=0)
-    ax.axhspan(-1.05, -threshold, color="#a40e26", alpha=0.07, lw=0)
-    ax.axhline(0.0, color=RANDOM_COLOUR, lw=0.8)
-    labels = ["trained", *(printable(layer) for layer in layers)]
-    step = max(1, -(-len(labels) // max_ticks))
-    ticks = list(range(0, len(labels), step))
-    ax.set_xticks(
-        ticks,
-        [labels[t] for t in ticks],
-        rotation=50,
-        ha="right",
-        rotation_mode="anchor",
-        fontsize=7,
-    )
-    ax.set(
-        ylim=(-1.05, 1.05),
-        ylabel="Spearman rho",
-        xlabel="randomised down to layer",
-        title=f"Cascading randomisation (shaded: |rho| >= {threshold:g}, fails at the end)",
-    )
-    # Handles and labels are given, so a name starting with "_" is listed too.
-    ax.legend(
-        lines,
-        legend,
-        frameon=False,
-        fontsize=8,
-        loc="upper left",
-        bbox_to_anchor=(1.0, 1.0),
-        ncols=legend_columns,
-    )
     return _save(fig, path)

@@ -84,13 +84,46 @@ def figure(png: Path, alt: str, caption: str = "", css_class: str = "") -> str:
     return f"<figure{klass}>{img_tag(png, alt)}{cap}</figure>"
 
 
+def table_head(
+    headers: Sequence[str],
+    numeric: Sequence[bool] | None = None,
+    groups: Sequence[tuple[str, int]] | None = None,
+) -> str:
+    """The ``<thead>`` of a table: plain-text ``headers`` (escaped here), right-aligned where
+    ``numeric``, under an optional row of ``(plain-text label, columns spanned)`` ``groups``
+    (an empty label leaves its columns ungrouped)."""
+    numeric = list(numeric or [False] * len(headers))
+    top = ""
+    if groups:
+        top = "<tr>" + "".join(
+            f'<th colspan="{int(span)}" class="{"group" if label else "blank"}">{esc(label)}</th>'
+            for label, span in groups
+        ) + "</tr>"
+    cells = "".join(
+        f'<th class="num">{esc(h)}</th>' if numeric[i] else f"<th>{esc(h)}</th>"
+        for i, h in enumerate(headers)
+    )
+    return f"<thead>{top}<tr>{cells}</tr></thead>"
+
+
 def table(
     headers: Sequence[str],
     rows: Iterable[Sequence[str]],
     numeric: Sequence[bool] | None = None,
     footer: Sequence[str] | None = None,
+    row_classes: Sequence[str] | None = None,
+    css_class: str = "",
 ) -> str:
-    """A responsive table. Cells are HTML (escape data before); ``numeric`` right-aligns columns."""
+    """A responsive table. Cells are HTML (escape data before); ``numeric`` right-aligns columns.
+
+    Args:
+        headers: Plain-text column headings (escaped here).
+        rows: HTML cells, one sequence a row.
+        numeric: Per column, whether it is right-aligned.
+        footer: HTML cells of a closing total row.
+        row_classes: A CSS class per row (``""`` for none).
+        css_class: A CSS class of the ``<table>``.
+    """
     numeric = list(numeric or [False] * len(headers))
 
     def cells(values: Sequence[str], tag: str) -> str:
@@ -99,10 +132,16 @@ def table(
             for i, v in enumerate(values)
         )
 
-    head = f"<thead><tr>{cells([esc(h) for h in headers], 'th')}</tr></thead>"
-    body = "".join(f"<tr>{cells(r, 'td')}</tr>" for r in rows)
+    rows = list(rows)
+    klasses = list(row_classes or [""] * len(rows))
+    body = "".join(
+        (f'<tr class="{esc(k)}">' if k else "<tr>") + f"{cells(r, 'td')}</tr>"
+        for r, k in zip(rows, klasses)
+    )
     foot = f'<tr class="total">{cells(footer, "td")}</tr>' if footer else ""
-    return f'<div class="table-wrap"><table>{head}<tbody>{body}{foot}</tbody></table></div>'
+    head = table_head(headers, numeric)
+    klass = f' class="{esc(css_class)}"' if css_class else ""
+    return f'<div class="table-wrap"><table{klass}>{head}<tbody>{body}{foot}</tbody></table></div>'
 
 
 @dataclass(frozen=True)

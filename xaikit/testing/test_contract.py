@@ -353,3 +353,24 @@ def test_a_model_without_a_spatial_layer_gets_maps_or_a_one_line_error(name, plu
     maps = call(method, images(), [0, 1, 2])
     assert maps.shape == (BATCH, HEIGHT, WIDTH) and bool(torch.isfinite(maps).all())
     assert hooks_left(model) == []
+
+
+DISCRIMINATIVE = [n for n in METHODS if xaikit.get_attribution(n, _PM).class_discriminative]
+
+
+@pytest.mark.parametrize("name", DISCRIMINATIVE)
+def test_two_classes_of_a_trained_model_get_different_maps(name, plugin_manager):
+    """Every method that declares itself class-discriminative gives different maps for two
+    different classes of the same trained model (mean Spearman rho below 0.9)."""
+    from xaikit.metrics import spearman
+    from xaikit.testing.nets import trained_shapes
+
+    model, x, labels = trained_shapes()
+    x, labels = x[:8], labels[:8]  # 8 correctly classified images: enough to tell, and fast
+    try:
+        method = xaikit.get_attribution(name)(model)
+        a, b = method(x, labels), method(x, (labels + 5) % 10)
+    except xaikit.NotApplicableError as exc:
+        pytest.skip(str(exc))
+    rho = float(spearman(a, b).mean())
+    assert rho < 0.9, f"{name}: the maps of two classes correlate at {rho:.3f}"

@@ -6,9 +6,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from xaikit.errors import XaikitError
-from xaikit.registry import attribution_entries
 from xaikit_captum import (
     ALL_METHODS,
     CaptumGradCam,
@@ -18,6 +15,9 @@ from xaikit_captum import (
     SmoothGrad,
 )
 from xaikit_captum._captum_call import hook_counts
+
+from xaikit.errors import XaikitError
+from xaikit.registry import attribution_entries
 
 H = W = 16
 

@@ -28,6 +28,7 @@ class CaptumGradCam(Attribution):
     name = "captum-gradcam"
     uses_layer = True
     signed = False
+    class_discriminative = True
     scale = "non-negative (ReLU'd), activation units, upsampled from the layer"
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:

@@ -26,6 +26,7 @@ class GuidedBackprop(Attribution):
     name = "guided-backprop"
     uses_layer = False
     signed = True
+    class_discriminative = True
     scale = "signed, channel sum of the guided gradient, unnormalised"
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:

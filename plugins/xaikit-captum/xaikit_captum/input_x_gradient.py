@@ -25,6 +25,7 @@ class InputXGradient(Attribution):
     name = "input-x-gradient"
     uses_layer = False
     signed = True
+    class_discriminative = True
     scale = "signed, sum over channels of x * d logit / dx, logit units"
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:

@@ -3,14 +3,13 @@ ICML 2017), through Captum's ``IntegratedGradients``."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from captum.attr import IntegratedGradients as _CaptumIG
 from torch import Tensor, nn
 
-from xaikit import Attribution
-from xaikit import XaikitError
+from xaikit import Attribution, XaikitError
 from xaikit_captum._captum_call import captum_call
 
 
@@ -47,6 +46,7 @@ class IntegratedGradients(Attribution):
     name = "integrated-gradients"
     uses_layer = False
     signed = True
+    class_discriminative = True
     scale = "signed, logit units; each map sums to f_c(x) - f_c(baseline) (+ last_delta)"
 
     def __init__(

@@ -6,8 +6,7 @@ from __future__ import annotations
 from captum.attr import Occlusion as _CaptumOcclusion
 from torch import Tensor, nn
 
-from xaikit import Attribution
-from xaikit import XaikitError
+from xaikit import Attribution, XaikitError
 from xaikit_captum._captum_call import captum_call
 
 
@@ -35,6 +34,7 @@ class Occlusion(Attribution):
     name = "occlusion"
     uses_layer = False
     signed = True
+    class_discriminative = True
     scale = "signed, mean drop of the target logit over covering windows"
 
     def __init__(

@@ -24,6 +24,7 @@ class Saliency(Attribution):
     name = "saliency"
     uses_layer = False
     signed = False
+    class_discriminative = True
     scale = "non-negative, |d logit / d input| max over channels, unnormalised"
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:

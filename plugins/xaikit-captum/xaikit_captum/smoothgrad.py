@@ -4,37 +4,12 @@ adding noise", 2017), through Captum's ``NoiseTunnel`` over ``Saliency``."""
 from __future__ import annotations
 
 import torch
-from captum.attr import NoiseTunnel
 from captum.attr import Saliency as _CaptumSaliency
 from torch import Tensor, nn
 
-from xaikit import Attribution
-from xaikit import XaikitError
+from xaikit import Attribution, XaikitError
 from xaikit_captum._captum_call import captum_call
-
-
-class _SharedNoiseTunnel(NoiseTunnel):
-    """A NoiseTunnel whose noise samples come from a fixed bank ``[n, C, H, W]``, the same for
-    every image, so an image's map does not depend on the other images of its batch.
-
-    Captum draws ``torch.normal`` noise for the whole expanded batch, so the noise an image
-    gets depends on its position and the batch size; this replaces the draw
-    (``NoiseTunnel._add_noise_to_input``, stable since Captum 0.2) and counts the samples it
-    handed out, so a Captum that stops calling it is caught instead of silently ignored.
-    """
-
-    def __init__(self, attribution_method: _CaptumSaliency, bank: Tensor) -> None:
-        super().__init__(attribution_method)
-        self.bank = bank
-        self.used = 0
-
-    def _add_noise_to_input(  # type: ignore[override]
-        self, input: Tensor, stdev: float, nt_samples_partition: int
-    ) -> Tensor:
-        noise = self.bank[self.used : self.used + nt_samples_partition]
-        self.used += nt_samples_partition
-        repeated = input.repeat_interleave(nt_samples_partition, dim=0)  # image-major rows
-        return repeated + noise.repeat(input.shape[0], 1, 1, 1)
+from xaikit_captum._noise import SharedNoiseTunnel as _SharedNoiseTunnel
 
 
 class SmoothGrad(Attribution):
@@ -66,6 +41,7 @@ class SmoothGrad(Attribution):
     name = "smoothgrad"
     uses_layer = False
     signed = False
+    class_discriminative = True
     scale = "non-negative, mean |d logit / d input| under noise, max over channels"
 
     def __init__(

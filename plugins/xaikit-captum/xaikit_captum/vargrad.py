@@ -1,0 +1,78 @@
+"""VarGrad (Adebayo, Gilmer, Goodfellow and Kim, "Local Explanation Methods for Deep Neural
+Networks Lack Sensitivity to Parameter Values", ICLR workshop 2018; Adebayo et al., "Sanity
+Checks for Saliency Maps", NeurIPS 2018), through Captum's ``NoiseTunnel`` over ``Saliency``."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from xaikit import Attribution, XaikitError
+from xaikit_captum._captum_call import captum_call
+from xaikit_captum._noise import tunnel_gradients
+from xaikit_captum._seeding import check_seed
+
+
+class VarGrad(Attribution):
+    """Variance of the target logit's gradient under input noise, summed over channels.
+
+    ``M_ij = sum_k Var_s[ d f_c(x + e_s) / d x_kij ]`` over ``s = 1..n``, ``e_s ~ N(0,
+    stdevs^2)``: Captum's ``NoiseTunnel(Saliency(abs=False))`` with ``nt_type="vargrad"``
+    (the population variance ``mean(g^2) - mean(g)^2``, clamped at 0 against rounding), then
+    the channel sum (the trace of the gradient's covariance at each pixel).
+
+    Noise: ``stdevs`` is absolute, in normalised input units (0.5 by default, as
+    ``smoothgrad``). The ``nt_samples`` noise images are drawn by Captum's own NoiseTunnel
+    draw under torch's RNG seeded with ``seed`` (forked: the global state is untouched) and
+    shared by all images, so the maps repeat and image i's map is Captum's for ``x[i:i+1]``
+    after ``torch.manual_seed(seed)``, in any batch. ``seed=None`` draws from the global RNG.
+
+    Cost: ``nt_samples`` forward and backward passes per image, ``nt_samples_batch_size``
+    noisy copies of every image per pass.
+
+    Output: ``[B, H, W]``, **non-negative**, squared logit-per-input-unit (unnormalised).
+
+    Args:
+        model: The classifier (logits out).
+        layer: Must be ``None``.
+        nt_samples: Noisy samples per image (at least 2).
+        stdevs: Standard deviation of the Gaussian noise.
+        nt_samples_batch_size: Noisy samples per image and forward pass (``None``: all).
+        seed: Seed of the noise, or ``None``.
+    """
+
+    name = "vargrad"
+    uses_layer = False
+    signed = False
+    class_discriminative = True
+    scale = "non-negative, variance of d logit / d input under noise, channel sum"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: str | None = None,
+        *,
+        nt_samples: int = 16,
+        stdevs: float = 0.5,
+        nt_samples_batch_size: int | None = 8,
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__(model, layer)
+        if nt_samples < 2 or stdevs < 0:
+            raise XaikitError(
+                f"vargrad needs nt_samples >= 2 and stdevs >= 0, got {nt_samples}, {stdevs}"
+            )
+        if nt_samples_batch_size is not None and nt_samples_batch_size < 1:
+            raise XaikitError(f"nt_samples_batch_size must be >= 1, got {nt_samples_batch_size}")
+        check_seed(seed)
+        self.nt_samples = nt_samples
+        self.stdevs = stdevs
+        self.nt_samples_batch_size = nt_samples_batch_size
+        self.seed = seed
+
+    def attribute(self, x: Tensor, target: Tensor) -> Tensor:
+        with captum_call(self.model):
+            variance = tunnel_gradients(
+                self.model, x, target, "vargrad", self.nt_samples, self.stdevs,
+                self.nt_samples_batch_size, self.seed,
+            )
+        return variance.clamp_min(0).sum(dim=1)
