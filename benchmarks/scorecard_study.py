@@ -95,6 +95,7 @@ def main() -> None:
     explanation = explain(run, ["all"], n_images=args.images, data_path=args.data, device=args.device,
                           sanity_images=args.sanity_images)
     seconds = time.perf_counter() - started
+    explanation.save(run.path)  # `xaikit report RUN` then reuses these maps and scores
     cards = {**explanation.scores, **explanation.controls}
     controls = ("random", "sobel", "center")
     rho_road, halves = half_rankings(cards, "road_combined", True)
