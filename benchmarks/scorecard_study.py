@@ -24,6 +24,8 @@ import numpy as np
 
 from xaikit.explain import explain
 from xaikit.metrics import spearman
+from xaikit.options import parse_method_args
+from xaikit.registry import get_attribution, list_attributions
 from xaikit.run import load_run
 
 
@@ -89,11 +91,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sanity-images", type=int, default=8)
     parser.add_argument("--out", default="scorecard-study.json")
+    parser.add_argument("--method-arg", action="append", default=[],
+                        help="METHOD.KEY=VALUE, as for `xaikit explain` (repeat)")
     args = parser.parse_args()
     run = load_run(args.run)
+    options = parse_method_args(args.method_arg, {m: get_attribution(m) for m in list_attributions()})
     started = time.perf_counter()
     explanation = explain(run, ["all"], n_images=args.images, data_path=args.data, device=args.device,
-                          sanity_images=args.sanity_images)
+                          sanity_images=args.sanity_images, method_options=options)
     seconds = time.perf_counter() - started
     explanation.save(run.path)  # `xaikit report RUN` then reuses these maps and scores
     cards = {**explanation.scores, **explanation.controls}
