@@ -1,6 +1,8 @@
 """``xaikit train`` and ``xaikit lr-find``: parse flags, call ``xaikit.train``, print results.
 
-Progress goes to stderr; the last line on stdout is the run (or LR-test) folder.
+Progress goes to stderr; the last line on stdout is the run (or LR-test) folder. Under torchrun
+(``torchrun --nproc-per-node N -m xaikit train ...``) only rank 0 prints: the other processes
+exit with the same code and no output.
 """
 
 from __future__ import annotations
@@ -56,10 +58,40 @@ def train_command(
     tta: bool = typer.Option(False, "--tta", help="Also report test accuracy with flip TTA."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default: on for CUDA)."),
     model_arg: list[str] = typer.Option([], "--model-arg", help="KEY=VALUE for the model factory; repeatable."),
+    sync_bn: bool = typer.Option(
+        False, "--sync-bn", help="Under torchrun on CUDA: SyncBatchNorm (batch statistics over all processes)."
+    ),
 ) -> None:
-    """Train MODEL with its one-cycle recipe (flags override it) into a run folder."""
+    """Train MODEL with its one-cycle recipe (flags override it) into a run folder.
+
+    Start it with torchrun (`torchrun --nproc-per-node N -m xaikit train MODEL ...`) to train
+    on N processes with DistributedDataParallel; --batch-size stays the global batch.
+    """
+    from xaikit import distributed
+
+    try:
+        _train_or_resume(
+            model, epochs, batch_size, max_lr, optimizer, weight_decay, label_smoothing, seed,
+            subset, dataset, data, device, out, resume, overwrite, compile, tta, bf16, model_arg,
+            sync_bn,
+        )
+    except (XaikitError, typer.Exit) as exc:
+        if distributed.is_main():
+            raise
+        code = exc.exit_code if isinstance(exc, typer.Exit) else 2
+        raise typer.Exit(code) from None  # rank 0 prints the one line
+
+
+def _train_or_resume(
+    model: str | None, epochs: int | None, batch_size: int | None, max_lr: str | None,
+    optimizer: str | None, weight_decay: float | None, label_smoothing: float | None, seed: int,
+    subset: int | None, dataset: str, data: str | None, device: str | None, out: Path | None,
+    resume: Path | None, overwrite: bool, compile: bool, tta: bool, bf16: bool | None,
+    model_arg: list[str], sync_bn: bool,
+) -> None:
+    from xaikit import distributed
     from xaikit.registry import get_model_spec
-    from xaikit.run import RunConfig, load_run
+    from xaikit.run import RunConfig
     from xaikit.train import resume as resume_run
     from xaikit.train import train
     from xaikit.train.trainer import default_run_dir
@@ -70,19 +102,15 @@ def train_command(
             "--max-lr": max_lr, "--optimizer": optimizer, "--weight-decay": weight_decay,
             "--label-smoothing": label_smoothing, "--subset": subset, "--out": out,
             "--bf16/--no-bf16": bf16, "--model-arg": model_arg or None,
-            "--compile": compile or None, "--tta": tta or None,
+            "--compile": compile or None, "--tta": tta or None, "--sync-bn": sync_bn or None,
         }
         extra = [flag for flag, value in given.items() if value not in (None, False)]
         if extra:
             raise XaikitError(
                 f"--resume continues {resume} with its own settings; drop {', '.join(extra)}"
             )
-        if model is not None:
-            run_model = load_run(resume).config.model
-            if run_model != model:
-                raise XaikitError(f"{resume} is a run of {run_model!r}, not {model!r}")
         with _resume_hint_on_interrupt(resume):
-            folder = resume_run(resume, device=device, data_path=data)
+            folder = resume_run(resume, device=device, data_path=data, expect_model=model)
     else:
         if model is None:
             raise XaikitError("name a model to train (see `xaikit plugins list`) or pass --resume RUN")
@@ -95,13 +123,14 @@ def train_command(
         config = RunConfig(
             model=model, dataset=dataset, data_path=_absolute(data), subset=subset, seed=seed,
             device=device or "auto", overrides={k: v for k, v in overrides.items() if v is not None},
-            max_lr_auto=auto, compile=compile, tta=tta, bf16=bf16,
+            max_lr_auto=auto, compile=compile, tta=tta, bf16=bf16, sync_bn=sync_bn,
             model_kwargs=spec.parse_model_args(model_arg),
         )
         target = out if out is not None else default_run_dir(spec.name)
         with _resume_hint_on_interrupt(target):
             folder = train(config, target, overwrite=overwrite)
-    _print_final(folder)
+    if distributed.is_main():
+        _print_final(folder)
 
 
 @contextlib.contextmanager
@@ -110,9 +139,12 @@ def _resume_hint_on_interrupt(folder: Path) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
+        from xaikit import distributed
         from xaikit.cli.text import one_line
         from xaikit.run import is_run_folder
 
+        if not distributed.is_main():
+            raise typer.Exit(130) from None
         if is_run_folder(folder):
             message = f"interrupted; continue with: xaikit train --resume {folder}"
         else:

@@ -85,6 +85,9 @@ class RunConfig:
         bf16: bfloat16 autocast (``None``: on for CUDA, off on the CPU).
         sync_every: Batches between host reads of the loss on CUDA (every batch on the CPU).
         channels_last: Whether the model trains in NHWC (probed once; ``None`` until then).
+        world_size: Number of processes that trained it (torchrun; 1 for a plain process).
+            A resume may use another number; ``env.json`` lists each resume's.
+        sync_bn: Convert BatchNorm to SyncBatchNorm under torchrun (CUDA only).
         max_lr_suggestion: The LR range test's result with ``max_lr_auto``.
         data: Facts about the training data (``None`` until loaded).
         model_origin, dataset_origin: Plugin and distribution that gave model and data set.
@@ -110,6 +113,8 @@ class RunConfig:
     bf16: bool | None = None
     sync_every: int = 20
     channels_last: bool | None = None
+    world_size: int = 1
+    sync_bn: bool = False
     max_lr_suggestion: LRSuggestion | None = None
     data: DataFacts | None = None
     model_origin: Origin | None = None

@@ -4,7 +4,8 @@ Training writes a run folder (:mod:`xaikit.run`); nothing after training imports
 """
 
 from xaikit.train.lr_finder import LRFinderResult, lr_range_test, save_lr_find, suggest_lr
-from xaikit.train.trainer import resume, run_lr_range_test, train
+from xaikit.train.resuming import resume
+from xaikit.train.trainer import run_lr_range_test, train
 
 __all__ = [
     "LRFinderResult",

@@ -16,11 +16,13 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
+from xaikit import distributed
 from xaikit.data import normalize
 from xaikit.errors import DivergedError
 from xaikit.device import autocast
 from xaikit.schedule import steps_per_epoch
 from xaikit.specs import Recipe
+from xaikit.train.shard import Shard, shard_batch
 
 
 @contextlib.contextmanager
@@ -69,10 +71,18 @@ def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 
 
 def epoch_batches(
-    num_images: int, batch_size: int, generator: torch.Generator, device: torch.device
+    num_images: int, batch_size: int, generator: torch.Generator, device: torch.device,
+    *, shared: bool = False,
 ) -> Sequence[torch.Tensor]:
-    """A seeded permutation of ``range(N)`` split into nearly equal batches (none of size 1)."""
+    """A seeded permutation of ``range(N)`` split into nearly equal batches (none of size 1).
+
+    With ``shared`` (data-parallel training), rank 0's permutation is broadcast to every
+    process: each drew the same one from the same generator state, and the broadcast makes
+    sure of it (GPUs of different models may draw different numbers).
+    """
     order = torch.randperm(num_images, generator=generator, device=device)
+    if shared:
+        distributed.broadcast_(order)
     return order.tensor_split(steps_per_epoch(num_images, batch_size))
 
 
@@ -130,15 +140,20 @@ def training_step(
     y: torch.Tensor,
     *,
     bf16: bool = False,
+    loss_weight: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step on a batch (forward under autocast, fp32 loss, backward, step, then
     the LR schedule's step when there is one); returns the loss and the logits, still on the
-    device (no host synchronisation)."""
+    device (no host synchronisation).
+
+    ``loss_weight`` scales the loss that is differentiated (not the one returned): a process of
+    a data-parallel training weights its share of an unevenly split batch with it.
+    """
     with autocast(x.device, bf16):
         logits = model(x)
     loss = criterion(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss * loss_weight if loss_weight != 1.0 else loss).backward()
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
@@ -163,6 +178,7 @@ def train_one_epoch(
     channels_last: bool = False,
     sync_every: int = 20,
     on_progress: ProgressCallback | None = None,
+    shard: Shard | None = None,
 ) -> EpochResult:
     """Train ``model`` for one epoch over ``images``/``labels`` (uint8 and int64, on its device).
 
@@ -170,33 +186,50 @@ def train_one_epoch(
     every ``sync_every`` batches and after the last one, for ``on_progress`` and the check
     that every batch loss so far was finite.
 
+    With ``shard`` (data-parallel training, ``model`` wrapped in DistributedDataParallel),
+    this process trains on its slice of every global batch (:mod:`xaikit.train.shard`), and at
+    each read the batch losses, loss sum and correct count are summed over all processes: the
+    progress, the result and the finiteness check are those of the global batches, the same
+    on every process, so all stop together at the same batch.
+
     Raises:
         DivergedError: a batch loss is not finite; the message names the first such batch.
     """
     if sync_every < 1:
         raise ValueError(f"sync_every must be >= 1, got {sync_every}")
     device = images.device
-    batches = epoch_batches(images.shape[0], batch_size, generator, device)
+    batches = epoch_batches(images.shape[0], batch_size, generator, device, shared=shard is not None)
     batch_losses = torch.zeros(len(batches), device=device)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     lrs: list[float] = []
     seen, checked = 0, 0
     model.train()
+    total_loss, total_correct = loss_sum, correct
     for step, index in enumerate(batches):
-        x = training_batch(images, index, mean, std, augment, generator, channels_last)
-        y = labels[index]
+        weight = 1.0
+        if shard is None:
+            x = training_batch(images, index, mean, std, augment, generator, channels_last)
+            y = labels[index]
+        else:
+            mine, x = shard_batch(images, index, shard, mean, std, augment, generator, channels_last)
+            y = labels[mine]
+            weight = shard.loss_weight(index.shape[0])
         lrs.append(optimizer.param_groups[0]["lr"])
-        loss, logits = training_step(model, optimizer, scheduler, criterion, x, y, bf16=bf16)
+        loss, logits = training_step(model, optimizer, scheduler, criterion, x, y, bf16=bf16,
+                                     loss_weight=weight)
         detached = loss.detach()
-        batch_losses[step] = detached
+        # with a shard: this process's part of the global batch mean (summed at each read)
+        batch_losses[step] = detached if shard is None else detached * (y.shape[0] / index.shape[0])
         loss_sum += detached * y.shape[0]
         correct += (logits.argmax(dim=1) == y).sum()
-        seen += y.shape[0]
+        seen += index.shape[0]
         done = step + 1
         if done % sync_every == 0 or done == len(batches):
+            if shard is not None:
+                total_loss, total_correct = shard.reduce(batch_losses, checked, done, loss_sum, correct)
             _raise_if_diverged(batch_losses, checked, done, lrs, epoch)
             checked = done
             if on_progress is not None:
-                on_progress(done, loss_sum.item() / seen, correct.item() / seen, lrs[-1])
-    return EpochResult(loss=loss_sum.item() / seen, acc=correct.item() / seen, lr=lrs[-1])
+                on_progress(done, total_loss.item() / seen, total_correct.item() / seen, lrs[-1])
+    return EpochResult(loss=total_loss.item() / seen, acc=total_correct.item() / seen, lr=lrs[-1])

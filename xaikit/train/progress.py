@@ -44,16 +44,18 @@ class TrainProgress:
         first_epoch: The epoch training starts at (1-based; > 1 when resuming).
         enabled: ``False`` shows no bars (summary lines are still printed); ``None`` shows them
             when stderr is a terminal.
+        silent: Print nothing at all (the processes other than rank 0 under torchrun).
     """
 
     def __init__(
-        self, epochs: int, steps_per_epoch: int, first_epoch: int = 1, enabled: bool | None = None
+        self, epochs: int, steps_per_epoch: int, first_epoch: int = 1, enabled: bool | None = None,
+        silent: bool = False,
     ) -> None:
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, quiet=silent)
         self.epochs = epochs
         self.steps_per_epoch = steps_per_epoch
         self.first_epoch = first_epoch
-        self.enabled = self.console.is_terminal if enabled is None else enabled
+        self.enabled = not silent and (self.console.is_terminal if enabled is None else enabled)
         self._progress: Progress | None = None
         self._epoch_task: TaskID | None = None
         self._batch_task: TaskID | None = None

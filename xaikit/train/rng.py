@@ -23,5 +23,6 @@ def restore_rng_state(state: dict[str, Any], data_generator: torch.Generator) ->
     cuda_states = state.get("cuda") or []
     if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
-    if state.get("data_device") == str(data_generator.device):
-        data_generator.set_state(state["data"].cpu())
+    saved_device = state.get("data_device")
+    if saved_device is not None and torch.device(saved_device).type == data_generator.device.type:
+        data_generator.set_state(state["data"].cpu())  # cuda:0's state fits cuda:1's generator

@@ -7,10 +7,17 @@ The run folder appears when the first epoch has finished: then, and after every 
 (bad flags, data, a loss that is not finite in epoch 1) leaves no folder behind, so the
 corrected command just runs. ``resume(folder)`` continues a killed run from its last
 checkpoint; on the CPU it ends with the same history as an uninterrupted run.
+
+Under torchrun (``torchrun --nproc-per-node N -m xaikit train ...``) both join the process
+group and train with DistributedDataParallel: every process trains on its part of each global
+batch (:mod:`xaikit.train.shard`), rank 0 alone writes the run folder and prints, and errors
+that only some processes meet are agreed on so that all stop together
+(:mod:`xaikit.distributed`; what is exact is listed in :mod:`xaikit.train.parallel`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import math
 import time
@@ -21,8 +28,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from xaikit import distributed
 from xaikit.atomic import atomic_write_json, remove_stale_temporaries
-from xaikit.device import resolve_device
 from xaikit.errors import DivergedError, RunError, XaikitError
 from xaikit.evaluate import evaluate_split
 from xaikit.plugins import UNKNOWN_DISTRIBUTION
@@ -30,7 +37,7 @@ from xaikit.registry import get_model_spec, model_entries, dataset_entries
 from xaikit.run import (
     CHECKPOINT_NAME, CONFIG_NAME, ENV_NAME, HISTORY_NAME, LR_FIND_JSON, LR_FIND_PNG, METRICS_NAME,
     DataFacts, EpochRecord, LRSuggestion, Origin, RunConfig, build_model, environment_record,
-    LOCK_NAME, Run, check_output_folder, is_run_folder, load_checkpoint, load_data, load_run, now_iso, read_env, run_lock,
+    LOCK_NAME, check_output_folder, is_run_folder, load_data, now_iso, run_lock,
     save_checkpoint, write_config,
 )
 from xaikit.specs import DataBundle, ModelSpec, Recipe
@@ -39,8 +46,12 @@ from xaikit.train.loop import (
 )
 from xaikit.schedule import build_scheduler, steps_per_epoch
 from xaikit.train.lr_finder import LRFinderResult, lr_range_test, save_lr_find
+from xaikit.train.parallel import (
+    check_batch_split, check_parallel, epoch_seed, evaluate_sharded, wrap,
+)
 from xaikit.train.progress import TrainProgress
 from xaikit.train.rng import capture_rng_state, restore_rng_state
+from xaikit.train.shard import Shard
 
 EpochCallback = Callable[[EpochRecord], None]
 
@@ -203,6 +214,7 @@ class _Training:
     overwrite: bool = False
     lr_test: LRFinderResult | None = None  # saved with the first epoch
     notes: list[str] = field(default_factory=list)  # printed when training starts
+    hosts: list[str] = field(default_factory=list)  # of every process, under torchrun
 
     @property
     def recipe(self) -> Recipe:
@@ -220,26 +232,38 @@ def train(
 ) -> Path:
     """Train ``config.model`` into a new run folder and return the folder.
 
+    Under torchrun every process calls this with the same ``config``; rank 0's ``out`` (or
+    default folder) is the run folder, and only rank 0 creates, locks and writes it.
+
     Raises:
         UnknownNameError: the model or data set is not registered.
         DataError: the data cannot be loaded.
         RunError: ``out`` already holds a run (without ``overwrite``).
         DivergedError: a loss became non-finite; the last good checkpoint stays.
     """
-    spec, recipe = resolve_recipe(config)
-    device = resolve_device(config.device)
-    folder = Path(out) if out is not None else default_run_dir(spec.name)
-    check_output_folder(folder)
-    created = [p for p in (folder, *folder.parents) if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)  # to hold the lock; removed again on failure
-    try:
-        with run_lock(folder):
-            _check_out_folder(folder, overwrite)
-            remove_stale_temporaries(folder)  # left by a process killed mid-write
-            return _train(config, spec, recipe, device, folder, overwrite, show_progress, on_epoch_end)
-    except BaseException:
-        _remove_unused(folder, created)
-        raise
+    with distributed.process_group():
+        with distributed.agree_on_errors():  # a plugin may be missing on one machine only
+            spec, recipe = resolve_recipe(config)
+        folder = Path(out) if out is not None else default_run_dir(spec.name)
+        folder = Path(distributed.broadcast_object(str(folder)))
+        created: list[Path] | None = None  # set once this process made the folder
+        try:
+            with contextlib.ExitStack() as stack:
+                with distributed.agree_on_errors():
+                    device = distributed.rank_device(config.device)
+                    check_parallel(config, device)
+                    if distributed.is_main():
+                        check_output_folder(folder)
+                        created = [p for p in (folder, *folder.parents) if not p.exists()]
+                        folder.mkdir(parents=True, exist_ok=True)  # to hold the lock; removed on failure
+                        stack.enter_context(run_lock(folder))
+                        _check_out_folder(folder, overwrite)
+                        remove_stale_temporaries(folder)  # left by a process killed mid-write
+                return _train(config, spec, recipe, device, folder, overwrite, show_progress, on_epoch_end)
+        except BaseException:
+            if created is not None:
+                _remove_unused(folder, created)
+            raise
 
 
 def _remove_unused(folder: Path, created: list[Path]) -> None:
@@ -258,14 +282,17 @@ def _train(
     config: RunConfig, spec: ModelSpec, recipe: Recipe, device: torch.device, folder: Path,
     overwrite: bool, show_progress: bool | None, on_epoch_end: EpochCallback | None,
 ) -> Path:
-    data = load_data(config).to(device)
+    with distributed.agree_on_errors():  # the data may be missing on one machine only
+        data = load_data(config).to(device)
     notes = []
     dropped = [a for a in recipe.augment if a in data.forbidden_augment]
     if dropped:
         recipe = recipe.replace(augment=tuple(a for a in recipe.augment if a not in dropped))
         notes.append(f"data set {config.dataset!r} forbids {', '.join(dropped)}: trained without it")
+    if config.sync_bn and not distributed.is_distributed():
+        notes.append("--sync-bn has no effect in a single process (start it with torchrun)")
     config = config.replace(
-        recipe=recipe, device=str(device), data=data_facts(data),
+        recipe=recipe, device=str(device), data=data_facts(data), world_size=distributed.world_size(),
         bf16=device.type == "cuda" if config.bf16 is None else config.bf16,
         model_origin=_origin(model_entries(), spec.name),
         dataset_origin=_origin(dataset_entries(), config.dataset),
@@ -279,71 +306,21 @@ def _train(
     )
     lr_test = None
     if config.max_lr_auto:
-        lr_test = run_lr_range_test(
-            spec, recipe, data, device, config.seed, model=model, bf16=bool(config.bf16),
-            steps=config.lr_find_steps,
-        )
+        with distributed.agree_on_errors():  # rank 0 runs the range test, the others wait
+            if distributed.is_main():
+                lr_test = run_lr_range_test(
+                    spec, recipe, data, device, config.seed, model=model, bf16=bool(config.bf16),
+                    steps=config.lr_find_steps,
+                )
+        lr_test = distributed.broadcast_object(lr_test)
+        assert lr_test is not None
         config = config.replace(
             recipe=recipe.replace(max_lr=lr_test.suggested_lr),
             max_lr_suggestion=LRSuggestion(lr_test.suggested_lr, lr_test.rule),
         )
     state = _Training(folder, config, device, data, model, _new_generator(device, config.seed),
-                      overwrite=overwrite, lr_test=lr_test, notes=notes)
-    return _fit(state, show_progress, on_epoch_end)
-
-
-def resume(
-    run_dir: str | Path, *, device: str | None = None, data_path: str | None = None,
-    show_progress: bool | None = None, on_epoch_end: EpochCallback | None = None,
-) -> Path:
-    """Continue the run in ``run_dir`` from its last checkpoint with its own settings.
-
-    Model, optimizer and scheduler states, the epoch, the history and the CPU/CUDA/data RNG
-    states come from ``checkpoint.pt``; everything else from ``config.json``.
-
-    Raises:
-        RunError: not a run, no checkpoint, a checkpoint of another model, or data whose
-            classes differ from the run's.
-    """
-    load_run(run_dir)  # a folder that is no run is refused before anything is touched
-    with run_lock(run_dir):
-        remove_stale_temporaries(Path(run_dir))
-        return _resume(load_run(run_dir), device, data_path, show_progress, on_epoch_end)
-
-
-def _resume(
-    run: Run, device: str | None, data_path: str | None, show_progress: bool | None,
-    on_epoch_end: EpochCallback | None,
-) -> Path:
-    config = run.config
-    assert config.recipe is not None
-    check_recipe(config.recipe)
-    if not run.checkpoint_path.is_file():
-        raise RunError(
-            f"{run.checkpoint_path} is missing, so {run.path} cannot be resumed; "
-            f"train again with --out {run.path} --overwrite"
-        )
-    stored_device = torch.device(config.device)
-    target = resolve_device(device or str(stored_device))
-    if target.type != stored_device.type:
-        config = config.replace(bf16=target.type == "cuda")
-    data = load_data(run, data_path).to(target)
-    torch.manual_seed(config.seed)
-    model = build_model(run.spec, config).to(target)
-    channels_last = bool(config.channels_last) and to_channels_last(model, data)
-    config = config.replace(channels_last=channels_last)
-    checkpoint = load_checkpoint(run.checkpoint_path, map_location=target)
-    if checkpoint.get("model_name") not in (None, run.spec.name):
-        raise RunError(f"{run.checkpoint_path} holds a {checkpoint['model_name']!r} model, not {run.spec.name!r}")
-    state = _Training(run.path, config, target, data, model, _new_generator(target, config.seed))
-    state.start_epoch = int(checkpoint["epoch"]) + 1
-    state.history = list(checkpoint.get("history", []))
-    state.resume_state = checkpoint
-    env = read_env(run.path)
-    env.setdefault("resumes", []).append(
-        {"start_time": now_iso(), "device": str(target), "from_epoch": state.start_epoch}
-    )
-    atomic_write_json(run.path / ENV_NAME, env)
+                      overwrite=overwrite, lr_test=lr_test, notes=notes,
+                      hosts=distributed.hosts() if distributed.is_distributed() else [])
     return _fit(state, show_progress, on_epoch_end)
 
 
@@ -358,8 +335,11 @@ def _save_epoch(state: _Training, epoch: int, model: nn.Module, optimizer: Any, 
                 (state.folder / name).unlink(missing_ok=True)
         if state.lr_test is not None:
             save_lr_find(state.lr_test, state.folder, title=f"LR range test: {state.config.model}")
-        atomic_write_json(state.folder / ENV_NAME, environment_record(state.device, state.config.seed))
-    save_checkpoint(state.folder / CHECKPOINT_NAME, {
+        env = environment_record(state.device, state.config.seed)
+        if distributed.is_distributed():
+            env.update(world_size=distributed.world_size(), backend=distributed.backend(), hosts=state.hosts)
+        atomic_write_json(state.folder / ENV_NAME, env)
+    checkpoint = {
         "model_name": state.config.model,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -367,7 +347,10 @@ def _save_epoch(state: _Training, epoch: int, model: nn.Module, optimizer: Any, 
         "epoch": epoch,
         "history": state.history,
         "rng": capture_rng_state(state.generator),
-    })
+    }
+    if distributed.is_distributed():
+        checkpoint["world_size"] = distributed.world_size()
+    save_checkpoint(state.folder / CHECKPOINT_NAME, checkpoint)
     atomic_write_json(state.folder / HISTORY_NAME, state.history)
     if first:
         write_config(state.folder, state.config)  # last: a folder with a config is a run
@@ -376,8 +359,12 @@ def _save_epoch(state: _Training, epoch: int, model: nn.Module, optimizer: Any, 
 def _fit(state: _Training, show_progress: bool | None, on_epoch_end: EpochCallback | None) -> Path:
     recipe, data, config = state.recipe, state.data, state.config
     model = state.model
+    shard = Shard.current() if distributed.is_distributed() else None
     optimizer = build_optimizer(model, recipe)
-    steps = steps_per_epoch(int(data.train_labels.shape[0]), recipe.batch_size)
+    num_images = int(data.train_labels.shape[0])
+    steps = steps_per_epoch(num_images, recipe.batch_size)
+    if shard is not None:
+        check_batch_split(num_images, recipe.batch_size, shard.world)
     scheduler = build_scheduler(optimizer, recipe, steps)
     saved = state.resume_state
     if saved is not None:
@@ -389,9 +376,13 @@ def _fit(state: _Training, show_progress: bool | None, on_epoch_end: EpochCallba
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
             raise RunError(f"{state.folder / CHECKPOINT_NAME} does not fit model {config.model!r}: "
                            f"{' '.join(str(exc).split())[:300]}") from None
-    net = torch.compile(model) if config.compile else model
+    trained: nn.Module = model
+    if shard is not None:  # the converted model shares the parameters the optimizer holds
+        model, trained = wrap(model, state.device, sync_bn=bool(config.sync_bn))
+    net = torch.compile(trained) if config.compile else trained
     criterion, augment = _criterion(recipe), _augment(recipe)
-    progress = TrainProgress(recipe.epochs, steps, state.start_epoch, enabled=show_progress)
+    main = distributed.is_main()
+    progress = TrainProgress(recipe.epochs, steps, state.start_epoch, enabled=show_progress, silent=not main)
     with cudnn_autotune(state.device.type == "cuda"), progress:
         for note in state.notes:
             progress.message(note)
@@ -400,12 +391,14 @@ def _fit(state: _Training, show_progress: bool | None, on_epoch_end: EpochCallba
         for epoch in range(state.start_epoch, recipe.epochs + 1):
             started = time.perf_counter()
             progress.start_epoch(epoch)
+            if shard is not None:  # randomness inside the model: per process, from (seed, epoch, rank)
+                torch.manual_seed(epoch_seed(config.seed, epoch, shard.rank))
             try:
                 result = train_one_epoch(
                     net, optimizer, scheduler, criterion, data.train_images, data.train_labels,
                     data.mean, data.std, augment, recipe.batch_size, state.generator,
                     epoch=epoch, bf16=bool(config.bf16), channels_last=bool(config.channels_last),
-                    sync_every=state.sync_every, on_progress=progress.update_batch,
+                    sync_every=state.sync_every, on_progress=progress.update_batch, shard=shard,
                 )
             except DivergedError as exc:
                 lower = f"{exc.lr / 3:.2g}" if exc.lr else "a lower value"
@@ -414,10 +407,11 @@ def _fit(state: _Training, show_progress: bool | None, on_epoch_end: EpochCallba
                         f"with a lower peak LR: {retrain} --overwrite"
                         if epoch > 1 else f"no run folder was written; retry with: {retrain}")
                 raise DivergedError(f"{exc}; {kept}") from None
-            test = evaluate_split(
-                net, data.test_images, data.test_labels, data.mean, data.std, tta=config.tta,
-                bf16=bool(config.bf16), channels_last=bool(config.channels_last),
-            )
+            kwargs = dict(tta=config.tta, bf16=bool(config.bf16), channels_last=bool(config.channels_last))
+            if shard is None:
+                test = evaluate_split(net, data.test_images, data.test_labels, data.mean, data.std, **kwargs)
+            else:
+                test = evaluate_sharded(model, data, shard, **kwargs)
             record: EpochRecord = {
                 "epoch": epoch, "train_loss": result.loss, "train_acc": result.acc,
                 "test_loss": test["loss"], "test_acc": test["acc"], "lr": result.lr,
@@ -426,7 +420,9 @@ def _fit(state: _Training, show_progress: bool | None, on_epoch_end: EpochCallba
             if config.tta:
                 record["test_acc_tta"] = test["acc_tta"]
             state.history.append(record)
-            _save_epoch(state, epoch, model, optimizer, scheduler)
+            with distributed.agree_on_errors():  # a full disk on rank 0 stops every process
+                if main:
+                    _save_epoch(state, epoch, model, optimizer, scheduler)
             progress.end_epoch(dict(record))
             if on_epoch_end is not None:
                 on_epoch_end(record)
