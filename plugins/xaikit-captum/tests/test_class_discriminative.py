@@ -1,5 +1,6 @@
-"""Every Captum method declares ``class_discriminative = True``: the maps for two classes of a
-trained model must differ in ranking, not only in value."""
+"""Every Captum method but deconvolution declares ``class_discriminative = True``: the maps for
+two classes of a trained model must differ in ranking, not only in value. Deconvolution's
+backward pass ignores which units were active, so its maps for two classes nearly agree."""
 
 from __future__ import annotations
 
@@ -78,7 +79,9 @@ def spearman(a: Tensor, b: Tensor) -> float:
     return float(np.mean(values))
 
 
-@pytest.mark.parametrize("method_cls", ALL_METHODS, ids=lambda cls: cls.name)
+@pytest.mark.parametrize(
+    "method_cls", [c for c in ALL_METHODS if c.name != "deconvolution"], ids=lambda cls: cls.name
+)
 def test_maps_of_two_classes_of_a_trained_model_differ(method_cls, trained) -> None:
     assert method_cls.class_discriminative
     model, x, labels = trained
