@@ -238,12 +238,14 @@ def build_report(
     )
 
     summary = layer_summary(model, run.spec.input_shape, dev)
+    # the scorecards may cover more images than the grid shows (a reused explanation)
+    n_scored = max((int(card["n_images"]) for card in scores.values()), default=len(explanation.selection))
     page_sections = [
         sections.run_section(run, read_env(run.path), summary),
         sections.training_section(run.history, curves_png, lr_png),
         sections.evaluation_section(metrics, run.classes, matrix_png, metrics_note),
         trust_section.headline_section(
-            scores, explanation.controls, len(explanation.selection), scores_note
+            scores, explanation.controls, n_scored, scores_note
         ),
         method_sections.gallery_section(
             gallery, gallery_method, len(metrics["misclassified"]), gallery_png
@@ -253,7 +255,7 @@ def build_report(
             skipped=explanation.skipped,
         ),
         score_sections.scores_section(
-            scores, explanation.controls, len(explanation.selection), score_figures
+            scores, explanation.controls, n_scored, score_figures
         ),
     ]
     shown = [m for m in scores if m not in control_set]
