@@ -59,6 +59,13 @@ def scores_table(record: dict) -> Table:
     return table
 
 
+def results_console() -> Console:
+    """stdout for the result tables: the terminal's width, or 200 columns when redirected to
+    a file or a pipe (rich would squeeze the score table into 80)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -120,8 +127,8 @@ def explain(
         )
     record = explanation.to_json()
     if explanation.selection.files:
-        Console().print(predictions_table(explanation))
-    Console().print(scores_table(record))
+        results_console().print(predictions_table(explanation))
+    results_console().print(scores_table(record))
     for name, reason in explanation.skipped.items():
         err.print(plain(f"skipped {name}: {reason}"), highlight=False)
     folder = out or run
