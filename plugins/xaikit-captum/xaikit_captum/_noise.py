@@ -17,9 +17,12 @@ from __future__ import annotations
 import torch
 from captum.attr import NoiseTunnel
 from captum.attr._utils.attribution import Attribution as CaptumAttribution
-from torch import Tensor
+from torch import Tensor, nn
 
-from xaikit_captum._seeding import seeded
+from xaikit import Attribution, XaikitError
+from xaikit_captum._captum_call import captum_call
+
+from xaikit_captum._seeding import check_seed, seeded
 
 
 class SharedNoiseTunnel(NoiseTunnel):
@@ -95,3 +98,48 @@ def tunnel_gradients(
     if tunnel.used != nt_samples:
         raise RuntimeError("this Captum version no longer draws NoiseTunnel noise per input")
     return grads
+
+
+class TunnelGradientStatistic(Attribution):
+    """Base of the NoiseTunnel statistics of the target logit's input gradient (``vargrad``,
+    ``smoothgrad-sq``): one constructor, one ``attribute``; a subclass names Captum's
+    ``nt_type`` and the fewest samples the statistic needs. The map is the statistic summed
+    over channels, clamped at 0 against rounding (a variance can come out -1e-9)."""
+
+    uses_layer = False
+    signed = False
+    class_discriminative = True
+    nt_type = ""
+    min_samples = 1
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: str | None = None,
+        *,
+        nt_samples: int = 16,
+        stdevs: float = 0.5,
+        nt_samples_batch_size: int | None = 8,
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__(model, layer)
+        if nt_samples < self.min_samples or stdevs < 0:
+            raise XaikitError(
+                f"{self.name} needs nt_samples >= {self.min_samples} and stdevs >= 0, "
+                f"got {nt_samples}, {stdevs}"
+            )
+        if nt_samples_batch_size is not None and nt_samples_batch_size < 1:
+            raise XaikitError(f"nt_samples_batch_size must be >= 1, got {nt_samples_batch_size}")
+        check_seed(seed)
+        self.nt_samples = nt_samples
+        self.stdevs = stdevs
+        self.nt_samples_batch_size = nt_samples_batch_size
+        self.seed = seed
+
+    def attribute(self, x: Tensor, target: Tensor) -> Tensor:
+        with captum_call(self.model):
+            statistic = tunnel_gradients(
+                self.model, x, target, self.nt_type, self.nt_samples, self.stdevs,
+                self.nt_samples_batch_size, self.seed,
+            )
+        return statistic.clamp_min(0).sum(dim=1)

@@ -4,15 +4,10 @@ Captum's ``NoiseTunnel`` over ``Saliency``."""
 
 from __future__ import annotations
 
-from torch import Tensor, nn
-
-from xaikit import Attribution, XaikitError
-from xaikit_captum._captum_call import captum_call
-from xaikit_captum._noise import tunnel_gradients
-from xaikit_captum._seeding import check_seed
+from xaikit_captum._noise import TunnelGradientStatistic
 
 
-class SmoothGradSquared(Attribution):
+class SmoothGradSquared(TunnelGradientStatistic):
     """Mean squared gradient of the target logit under input noise, summed over channels.
 
     ``M_ij = sum_k (1/n) sum_{s=1..n} (d f_c(x + e_s) / d x_kij)^2``, ``e_s ~ N(0,
@@ -41,38 +36,6 @@ class SmoothGradSquared(Attribution):
     """
 
     name = "smoothgrad-sq"
-    uses_layer = False
-    signed = False
-    class_discriminative = True
     scale = "non-negative, mean squared d logit / d input under noise, channel sum"
-
-    def __init__(
-        self,
-        model: nn.Module,
-        layer: str | None = None,
-        *,
-        nt_samples: int = 16,
-        stdevs: float = 0.5,
-        nt_samples_batch_size: int | None = 8,
-        seed: int | None = 0,
-    ) -> None:
-        super().__init__(model, layer)
-        if nt_samples < 1 or stdevs < 0:
-            raise XaikitError(
-                f"smoothgrad-sq needs nt_samples >= 1 and stdevs >= 0, got {nt_samples}, {stdevs}"
-            )
-        if nt_samples_batch_size is not None and nt_samples_batch_size < 1:
-            raise XaikitError(f"nt_samples_batch_size must be >= 1, got {nt_samples_batch_size}")
-        check_seed(seed)
-        self.nt_samples = nt_samples
-        self.stdevs = stdevs
-        self.nt_samples_batch_size = nt_samples_batch_size
-        self.seed = seed
-
-    def attribute(self, x: Tensor, target: Tensor) -> Tensor:
-        with captum_call(self.model):
-            squares = tunnel_gradients(
-                self.model, x, target, "smoothgrad_sq", self.nt_samples, self.stdevs,
-                self.nt_samples_batch_size, self.seed,
-            )
-        return squares.sum(dim=1)
+    nt_type = "smoothgrad_sq"
+    min_samples = 1
