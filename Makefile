@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml $(PLUGINS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]' $(foreach p,$(PLUGINS),-e ./$(dir $(p)))
+	$(PY) -m pip install -q -e '.[dev,serve]' $(foreach p,$(PLUGINS),-e ./$(dir $(p)))
 	touch $(STAMP)
 
 # The report's browser test needs Chromium. CI (CI=true) installs it and the test is required

@@ -9,7 +9,9 @@ import typer
 
 from typer.core import TyperGroup
 
-from xaikit.cli import evaluate_cmd, explain_cmd, methods_cmd, plugins_cmd, report_cmd, train_cmd
+from xaikit.cli import (
+    evaluate_cmd, explain_cmd, methods_cmd, plugins_cmd, report_cmd, serve_cmd, train_cmd,
+)
 from xaikit.cli.text import one_line
 from xaikit.errors import XaikitError
 
@@ -34,7 +36,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(plugins_cmd.app, name="plugins")
-for _command_module in (train_cmd, evaluate_cmd, explain_cmd, report_cmd, methods_cmd):
+for _command_module in (train_cmd, evaluate_cmd, explain_cmd, report_cmd, serve_cmd, methods_cmd):
     _command_module.register(app)
 
 
