@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from xaikit.atomic import atomic_write_bytes, atomic_write_json
 from xaikit.attribution.base import Attribution
 from xaikit.metrics import ScorecardSettings, scorecard
+from xaikit.metrics.cost import count_evaluations
 from xaikit.attribution.plot import explanation_grid
 from xaikit.data import normalize
 from xaikit.device import resolve_device
@@ -447,6 +448,7 @@ def explain(
     results: dict[str, MethodResult] = {}
     controls: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
+    shared: dict[Any, Any] = {}  # what the scorecards of these images share (random references)
     # the controls first: every method's scorecard is compared with them on the same images
     for name in [*control_names, *(n for n in names if n not in control_names)]:
         try:
@@ -456,13 +458,15 @@ def explain(
                 skipped[name] = str(exc)
             continue
         try:
-            maps, seconds = compute_maps(method, x, targets, batch_size, progress)
+            with count_evaluations(model) as counted:
+                maps, seconds = compute_maps(method, x, targets, batch_size, progress)
         except NotApplicableError as exc:  # some methods can only tell from a forward pass
             if name in names:
                 skipped[name] = str(exc)
             continue
         others = {c: card for c, card in controls.items() if c != name}
-        card = scorecard(model, method, x, targets, maps=maps, seconds=seconds, controls=others,
+        card = scorecard(model, method, x, targets, maps=maps, seconds=seconds,
+                         evaluations=counted[0] / len(x), shared=shared, controls=others,
                          settings=settings)
         card["scale"] = method.scale
         if name in control_names:

@@ -90,6 +90,7 @@ def deletion_insertion(
     blur_sigma: float = 2.0,
     seed: int = 0,
     batch_size: int = 1024,
+    with_reference: bool = True,
 ) -> dict[str, Tensor]:
     """Deletion (to the mean colour) and insertion (onto a blur) curves of ``maps`` and of a reference.
 
@@ -107,11 +108,14 @@ def deletion_insertion(
         blur_sigma: Std in pixels of the Gaussian blur insertion starts from.
         seed: Seed of the random reference and of the tie-breaking permutation.
         batch_size: Perturbed images per forward pass.
+        with_reference: Also compute the reference's curves (``False``: half the forward
+            passes, for a caller that already has them for these images and resolution).
 
     Returns:
         CPU tensors: ``"deletion"``, ``"insertion"``, ``"deletion_random"``,
         ``"insertion_random"`` (AUCs ``[B]``), the matching ``"..._curve"`` ``[B, steps + 1]``
-        and ``"fractions"`` ``[steps + 1]``.
+        and ``"fractions"`` ``[steps + 1]`` (without the ``"..._random"`` keys when
+        ``with_reference`` is ``False``).
     """
     check_maps(x, maps)
     if steps < 1:
@@ -119,25 +123,30 @@ def deletion_insertion(
     x, targets = prepare(model, x, target)
     device = x.device
     b = x.shape[0]
-    if reference_maps is None:
+    curve_names = CURVES if with_reference else CURVES[:2]
+    if with_reference and reference_maps is None:
         reference_maps = random_reference(maps.shape, reference_resolution, seed, device)
-    check_maps(x, reference_maps)
+    if with_reference:
+        check_maps(x, reference_maps)
     if mean is None:
         fill = torch.zeros_like(x)
     else:
         fill = torch.as_tensor(mean, dtype=x.dtype, device=device).reshape(1, -1, 1, 1).expand_as(x)
-    ranks = torch.cat([pixel_ranks(maps.to(device), seed)] * 2
-                      + [pixel_ranks(reference_maps.to(device), seed)] * 2)
-    insertion = torch.tensor([False, True, False, True], device=device).repeat_interleave(b)
-    image = torch.arange(b, device=device).repeat(4)
+    rankings = [pixel_ranks(maps.to(device), seed)] * 2
+    if with_reference:
+        rankings += [pixel_ranks(reference_maps.to(device), seed)] * 2
+    ranks = torch.cat(rankings)
+    n_curves = len(curve_names)
+    insertion = torch.tensor([False, True] * (n_curves // 2), device=device).repeat_interleave(b)
+    image = torch.arange(b, device=device).repeat(n_curves)
     with module_mode(model, training=False), torch.no_grad():
         canvas = gaussian_blur(x, blur_sigma)
         curves = _curves(model, x, fill, canvas, ranks, insertion, image, targets.to(device),
                          steps, batch_size)
-    curves = curves.cpu().view(4, b, steps + 1)
+    curves = curves.cpu().view(n_curves, b, steps + 1)
     fractions = torch.linspace(0.0, 1.0, steps + 1)
     result: dict[str, Tensor] = {"fractions": fractions}
-    for i, key in enumerate(CURVES):
+    for i, key in enumerate(curve_names):
         result[key] = auc_trapezoid(curves[i], fractions)
         result[f"{key}_curve"] = curves[i]
     return result

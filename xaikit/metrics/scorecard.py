@@ -37,6 +37,8 @@ interval, ``None`` where no value was finite; ``n`` the images it is over)::
                   "random_logit": float, "emprt": float, "completeness_gap": float,
                   "total": float},                 # only for the metrics computed
       "seconds_per_image": float,                  # of the maps
+      "evaluations_per_image": float | None,       # model evaluations per map (counted)
+      "images": {check: int},                      # images of each check that recomputes maps
     }
 
 ``versus`` holds the metrics both the method and the control have, paired over their common
@@ -59,17 +61,22 @@ from xaikit.errors import XaikitError
 from xaikit.metrics._common import captum_batch, check_maps, finite_list, prepare, seconds_since
 from xaikit.metrics.catalogue import CRITERIA, METRICS
 from xaikit.metrics.complexity import complexity, sparseness
+from xaikit.metrics.cost import affordable_images, count_evaluations
 from xaikit.metrics.deletion import deletion_insertion
 from xaikit.metrics.fidelity import completeness_gap, infidelity
 from xaikit.metrics.references import map_resolution
 from xaikit.metrics.road import ROAD_PERCENTILES, road
 from xaikit.metrics.robustness import sensitivity_max
-from xaikit.metrics.sanity import bind, emprt, random_logit, randomization, randomized_copy
+from xaikit.metrics.sanity import (
+    bind, emprt, parameterised_layers, random_logit, randomization, randomized_copy,
+)
 from xaikit.metrics.statistics import bootstrap_ci, compare_detail, verdict
 from xaikit.modules import model_device
 
 GROUPS = ("road", "deletion_insertion", "infidelity", "completeness_gap", "sensitivity_max",
           "complexity", "randomization", "random_logit", "emprt")
+#: Groups that recompute maps (sized by ``ScorecardSettings.evaluation_budget``).
+RECOMPUTING_GROUPS = ("sensitivity_max", "randomization", "random_logit", "emprt")
 #: Groups that need only the maps (what a control given as a tensor is scored on).
 MAP_GROUPS = ("road", "deletion_insertion", "infidelity", "complexity")
 
@@ -89,10 +96,15 @@ class ScorecardSettings:
             :func:`~xaikit.metrics.references.map_resolution`).
         infidelity_std, infidelity_samples: Gaussian per-pixel perturbation of infidelity.
         sensitivity_radius, sensitivity_samples: Uniform L-inf noise of max-sensitivity.
-        robustness_images: Images for max-sensitivity (costs ``samples + 1`` maps each;
+        robustness_images: Images for max-sensitivity (costs ``samples`` maps each;
             ``None``: all; 0 skips it).
         sanity_images: Images for the randomisation cascade (one map per layer; ``None``: all;
             0 skips it).
+        evaluation_budget: Model evaluations (images through the forward pass) that each
+            check recomputing maps (max-sensitivity, randomisation, random logit, eMPRT) may
+            spend; an expensive method is checked on fewer images
+            (:mod:`~xaikit.metrics.cost`). ``None``: no limit.
+        min_images: Images each of those checks keeps whatever the budget.
         sanity_threshold: Randomisation fails at rho_abs >= this (interval-wise).
         random_logit_threshold: Random-logit fails at rho >= this.
         emprt_bins: Histogram bins of eMPRT's entropy.
@@ -116,6 +128,8 @@ class ScorecardSettings:
     sensitivity_samples: int = 8
     robustness_images: int | None = 32
     sanity_images: int | None = 8
+    evaluation_budget: int | None = 10_000
+    min_images: int = 4
     sanity_threshold: float = 0.5
     random_logit_threshold: float = 0.5
     emprt_bins: int = 100
@@ -153,11 +167,13 @@ def _timed(seconds: dict[str, float], key: str, device: torch.device,
 def map_scores(model: nn.Module, x: Tensor, maps: Tensor, targets: Tensor, s: ScorecardSettings,
                resolution: Sequence[int] | None = None, *,
                progress: Callable[[str], None] | None = None,
+               shared: dict[Any, Any] | None = None,
                ) -> tuple[dict[str, Tensor], dict[str, Any], dict[str, float]]:
     """The metrics that need only the maps: ``(per_image, details, seconds)``.
 
     ``per_image`` maps metric names to CPU tensors ``[B]``; ``details`` holds the ``"road"`` and
-    ``"deletion_insertion"`` curve summaries of the scorecard.
+    ``"deletion_insertion"`` curve summaries of the scorecard. ``shared``: see
+    :func:`scorecard`.
     """
     device = x.device
     per: dict[str, Tensor] = {}
@@ -175,11 +191,18 @@ def map_scores(model: nn.Module, x: Tensor, maps: Tensor, targets: Tensor, s: Sc
             "converged": r["converged"],
         }
     if s.wants("deletion_insertion"):
-        res = tuple(resolution) if resolution is not None else tuple(x.shape[-2:])
+        res = tuple(int(v) for v in (resolution if resolution is not None else x.shape[-2:]))
+        key = ("random_reference", res)
+        known = shared.get(key) if shared is not None else None
         d = _timed(sec, "deletion_insertion", device, progress, lambda: deletion_insertion(
             model, x, maps, targets, steps=s.steps, reference_resolution=res, mean=s.mean,
-            blur_sigma=s.blur_sigma, seed=s.seed,
+            blur_sigma=s.blur_sigma, seed=s.seed, with_reference=known is None,
             batch_size=2 * (s.batch_size or (4096 if device.type == "cuda" else 512))))
+        if known is None:
+            known = {k: d[k] for k in d if k.startswith(("deletion_random", "insertion_random"))}
+            if shared is not None:
+                shared[key] = known
+        d = {**d, **known}
         for key in ("deletion", "insertion", "deletion_random", "insertion_random"):
             per[key] = d[key]
         details["deletion_insertion"] = {
@@ -199,10 +222,6 @@ def map_scores(model: nn.Module, x: Tensor, maps: Tensor, targets: Tensor, s: Sc
                      lambda: (sparseness(maps), complexity(maps)))
         per["sparseness"], per["complexity"] = out
     return per, details, sec
-
-
-def _first(n: int | None, total: int) -> int:
-    return total if n is None else max(0, min(n, total))
 
 
 def _versus(per_image: Mapping[str, Sequence[float | None]], control: Mapping[str, Sequence[float | None]],
@@ -229,6 +248,8 @@ def scorecard(
     *,
     maps: Tensor | None = None,
     seconds: float | None = None,
+    evaluations: float | None = None,
+    shared: dict[Any, Any] | None = None,
     controls: Mapping[str, Mapping[str, Any] | Tensor] | None = None,
     settings: ScorecardSettings | None = None,
     layer: str | None = None,
@@ -244,6 +265,13 @@ def scorecard(
         target: Classes (``None``: the model's predictions), fixed for every metric.
         maps, seconds: Maps ``[B, H, W]`` already computed for ``x`` and ``target`` with
             ``method`` (and the seconds they took); not recomputed.
+        evaluations: Model evaluations per image that ``maps`` cost (``None``: counted on
+            one image); the checks that recompute maps are sized by it
+            (``settings.evaluation_budget``).
+        shared: A dict passed to every scorecard of the same images, targets and settings:
+            what does not depend on the method is computed once and kept there (the random
+            reference's deletion/insertion curves, per reference resolution). Do not share it
+            across other images.
         controls: Control name -> its scorecard on the same images (uses ``"per_image"`` and
             ``"seconds_per_image"``) or its maps ``[B, H, W]`` (scored here on
             :data:`MAP_GROUPS`). Each gives a ``versus`` and a ``headline`` entry.
@@ -261,30 +289,43 @@ def scorecard(
     sec: dict[str, float] = {}
     if maps is None:
         started = time.perf_counter()
-        maps = explainer(x, targets)
+        with count_evaluations(model) as counted:
+            maps = explainer(x, targets)
         seconds = seconds_since(started, device)
+        evaluations = counted[0] / max(1, x.shape[0])
+    elif (evaluations is None and s.evaluation_budget is not None
+          and any(s.wants(g) for g in RECOMPUTING_GROUPS)):
+        with count_evaluations(model) as counted, torch.no_grad():
+            explainer(x[:1], targets[:1])
+        evaluations = float(counted[0])
     maps = maps.to(device).float()
     check_maps(x, maps)
     sec["maps"] = float(seconds or 0.0)
     b = x.shape[0]
     resolution = s.reference_resolution or map_resolution(explainer, x)
 
-    per, details, map_sec = map_scores(model, x, maps, targets, s, resolution, progress=progress)
+    per, details, map_sec = map_scores(model, x, maps, targets, s, resolution, progress=progress,
+                                       shared=shared)
     sec.update(map_sec)
     baselines = getattr(explainer, "baselines", None)
     if s.wants("completeness_gap") and callable(baselines):
         per["completeness_gap"] = _timed(sec, "completeness_gap", device, progress,
                                          lambda: completeness_gap(model, x, maps, targets, baselines(x)))
-    n_robust = _first(s.robustness_images, b)
+    def affordable(configured: int | None, maps_per_image: int) -> int:
+        return affordable_images(configured, b, evaluations or 1.0, maps_per_image,
+                                 s.evaluation_budget, s.min_images)
+
+    images: dict[str, int] = {}
+    n_robust = affordable(s.robustness_images, s.sensitivity_samples)
     if s.wants("sensitivity_max") and n_robust > 0:
-        n = n_robust
+        n = images["sensitivity_max"] = n_robust
         per["sensitivity_max"] = _timed(sec, "sensitivity_max", device, progress, lambda: sensitivity_max(
             explainer, x[:n], targets[:n], model=model, perturb_radius=s.sensitivity_radius,
             n_perturb_samples=s.sensitivity_samples, seed=s.seed,
             max_examples_per_batch=captum_batch(n, s.sensitivity_samples, 256)))
-    n_sanity = _first(s.sanity_images, b)
+    n_sanity = affordable(s.sanity_images, len(parameterised_layers(model)))
     if s.wants("randomization") and n_sanity > 0:
-        n = n_sanity
+        n = images["randomization"] = n_sanity
         cascade = _timed(sec, "randomization", device, progress, lambda: randomization(
             model, explainer, x[:n], targets[:n], maps=maps[:n], seed=s.seed))
         per["randomization_rho"] = cascade["rho_final"]
@@ -296,13 +337,16 @@ def scorecard(
                 for name, rho, rho_abs in zip(cascade["layers"], cascade["rho"], cascade["rho_abs"])
             ],
         }
+    n_once = affordable(None, 1)
     if s.wants("random_logit"):
+        n = images["random_logit"] = n_once
         per["random_logit_rho"] = _timed(sec, "random_logit", device, progress, lambda: random_logit(
-            model, explainer, x, targets, maps=maps, seed=s.seed)["rho"])
+            model, explainer, x[:n], targets[:n], maps=maps[:n], seed=s.seed)["rho"])
     if s.wants("emprt"):
+        n = images["emprt"] = n_once
         per["emprt"] = _timed(sec, "emprt", device, progress, lambda: emprt(
-            model, explainer, x, targets, maps=maps, randomized_model=randomized_copy(model, s.seed),
-            n_bins=s.emprt_bins, seed=s.seed)["score"])
+            model, explainer, x[:n], targets[:n], maps=maps[:n],
+            randomized_model=randomized_copy(model, s.seed), n_bins=s.emprt_bins, seed=s.seed)["score"])
     sec["total"] = sec["maps"] + seconds_since(started_all, device)
 
     per_image = {key: finite_list(values) for key, values in per.items()}
@@ -321,6 +365,8 @@ def scorecard(
         "per_image": per_image,
         "seconds": sec,
         "seconds_per_image": sec["maps"] / b if b else 0.0,
+        "evaluations_per_image": evaluations,
+        "images": images,
     }
     card["versus"], card["headline"] = _against_controls(model, x, targets, card, controls, s)
     return card
