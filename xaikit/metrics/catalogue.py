@@ -60,7 +60,8 @@ METRICS: dict[str, MetricInfo] = {
         "Yeh et al., NeurIPS 2019 (Captum)"),
     "completeness_gap": MetricInfo(
         "faithfulness", False,
-        "Completeness gap |sum(map) - (f(x) - f(baseline))| of integrated gradients; lower is better.",
+        "Completeness gap |sum(map) - (f(x) - f(baseline))| of a method with a baseline "
+        "(integrated gradients, DeepLIFT, the SHAP family); lower is better.",
         "Sundararajan et al., ICML 2017"),
     "sensitivity_max": MetricInfo(
         "robustness", False,

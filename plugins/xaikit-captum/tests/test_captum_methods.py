@@ -227,3 +227,17 @@ def test_deeplift_refuses_a_reused_relu_and_sums_to_delta(model, images) -> None
     with torch.no_grad():
         gain = model(images)[:, 2] - model(torch.zeros_like(images))[:, 2]
     torch.testing.assert_close(maps.sum(dim=(1, 2)), gain, atol=1e-4, rtol=1e-4)
+
+
+def test_scorecard_reports_deeplift_completeness_gap(model, images) -> None:
+    """DeepLIFT's summation-to-delta, measured by the scorecard: ~0 on TinyNet's ReLU modules."""
+    from xaikit.metrics import ScorecardSettings, scorecard
+    from xaikit_captum import DeepLift
+
+    settings = ScorecardSettings(groups=("completeness_gap",), n_boot=50)
+    result = scorecard(model, DeepLift, images, settings=settings)
+    with torch.no_grad():
+        scale = model(images).abs().max().item()
+    gap = result["metrics"]["completeness_gap"]
+    assert gap["n"] == len(images)
+    assert gap["high"] < 1e-4 * scale + 1e-5

@@ -36,7 +36,8 @@ class DeepLift(Attribution):
     is passed by its plain gradient (median gap 17% of ``|f_c(x) - f_c(0)|``), nor on
     custom-resnet, whose ``nn.AdaptiveMaxPool2d`` head has no DeepLIFT rule in Captum and is
     also passed by its gradient (median gap 13%). There a map's sum is only a rough guide to
-    ``f_c(x) - f_c(0)``.
+    ``f_c(x) - f_c(0)``. The scorecard measures that gap on the images explained (its
+    ``completeness_gap``, from :meth:`baselines`), so the report shows it per model.
 
     Output: ``[B, H, W]``, the channel sum of Captum's ``[B, C, H, W]``; **signed**, logit units.
     """
@@ -50,6 +51,10 @@ class DeepLift(Attribution):
         "(13-17% off on max-pool or attention heads)"
     )
 
+    def baselines(self, x: Tensor) -> Tensor:
+        """The reference images ``[B, C, H, W]``: zeros, the mean image in normalised space."""
+        return torch.zeros_like(x)
+
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:
         reused = reused_nonlinearities(self.model, x[:1])
         if reused:
@@ -59,7 +64,7 @@ class DeepLift(Attribution):
             )
         explainer = _CaptumDeepLift(self.model, multiply_by_inputs=True)
         with captum_call(self.model), relus_not_inplace(self.model):
-            return explainer.attribute(x, baselines=torch.zeros_like(x), target=target)
+            return explainer.attribute(x, baselines=self.baselines(x), target=target)
 
 
 def reused_nonlinearities(model: nn.Module, x: Tensor) -> list[str]:
