@@ -29,13 +29,13 @@ from torch import Tensor, nn
 
 from xaikit.atomic import atomic_write_bytes, atomic_write_json
 from xaikit.attribution.base import Attribution
-from xaikit.metrics import ScorecardSettings, scorecard
-from xaikit.metrics.cost import count_evaluations
 from xaikit.attribution.plot import explanation_grid
 from xaikit.data import normalize
-from xaikit.device import resolve_device
+from xaikit.distributed import agree_on_errors, all_gather_object, is_main, rank, rank_device, world_size
 from xaikit.errors import NotApplicableError, RunError, XaikitError
-from xaikit.evaluate import predict
+from xaikit.evaluate import predict, predict_sharded
+from xaikit.metrics import ScorecardSettings, scorecard
+from xaikit.metrics.cost import count_evaluations
 from xaikit.registry import get_attribution, list_attributions, resolve_methods
 from xaikit.run import (
     EXPLANATIONS_JSON, EXPLANATIONS_PNG, Run, check_output_folder, load_data, load_model, load_run,
@@ -278,7 +278,7 @@ def select_images(
     elif n_images < 1:
         raise XaikitError("--images must be at least 1")
     elif misclassified:
-        all_probs = predict(model, data.test_images, data.mean, data.std, device=device).cpu()
+        all_probs = predict_sharded(model, data.test_images, data.mean, data.std, device=device).cpu()
         wrong = (all_probs.argmax(1) != data.test_labels.cpu()).nonzero().flatten()
         if len(wrong) == 0:
             raise XaikitError("the model classifies every test image correctly; nothing to show")
@@ -429,7 +429,7 @@ def explain(
         raise XaikitError("--sanity-images must be >= 0")
     if batch_size < 1:
         raise XaikitError("--batch-size must be at least 1")
-    dev = resolve_device(device)
+    dev = rank_device(device)
     model = load_model(run, dev) if model is None else model
     data = load_data(run, data_path) if data is None else data
     if files:
@@ -449,8 +449,35 @@ def explain(
     controls: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     shared: dict[Any, Any] = {}  # what the scorecards of these images share (random references)
-    # the controls first: every method's scorecard is compared with them on the same images
-    for name in [*control_names, *(n for n in names if n not in control_names)]:
+    # The controls first (on every process): every method's scorecard is compared with them on
+    # the same images. Under torchrun each process then takes every world_size-th other method.
+    others = [n for n in names if n not in control_names]
+    mine = others[rank()::world_size()]
+    with agree_on_errors():
+        _explain_methods([*control_names, *mine], names, control_names, model, x, targets, layer,
+                         options, batch_size, settings, shared, progress, results, controls,
+                         skipped, len(selection))
+    if world_size() > 1:  # every process gets every result, in the order of the names
+        parts = all_gather_object((results, skipped))
+        results = {n: part[0][n] for n in names for part in parts if n in part[0]}
+        skipped = {n: part[1][n] for n in names for part in parts if n in part[1]}
+    if not results:
+        reasons = "; ".join(f"{m}: {why}" for m, why in skipped.items())
+        raise NotApplicableError(f"no attribution method can explain {run.spec.name!r} ({reasons})")
+    return Explanation(run.spec.name, run.classes, str(dev), selection, results, skipped,
+                       misclassified, controls={c: card for c, card in controls.items() if c not in results})
+
+
+def _explain_methods(order: Sequence[str], names: Sequence[str], control_names: Sequence[str],
+                     model: nn.Module, x: Tensor, targets: Tensor, layer: str | None,
+                     options: dict[str, dict[str, Any]], batch_size: int,
+                     settings: ScorecardSettings, shared: dict[Any, Any],
+                     progress: ProgressFn | None, results: dict[str, MethodResult],
+                     controls: dict[str, dict[str, Any]], skipped: dict[str, str],
+                     n_images: int) -> None:
+    """Maps and scorecards of the methods ``order`` (controls first), into ``results``,
+    ``controls`` and ``skipped``."""
+    for name in order:
         try:
             method = build_method(name, model, layer, options.get(name))
         except NotApplicableError as exc:
@@ -474,12 +501,7 @@ def explain(
         if name in names:
             results[name] = MethodResult(name, maps, card, method.signed, method.layer_name)
         if progress:
-            progress(f"{name} scored", len(selection), len(selection))
-    if not results:
-        reasons = "; ".join(f"{m}: {why}" for m, why in skipped.items())
-        raise NotApplicableError(f"no attribution method can explain {run.spec.name!r} ({reasons})")
-    return Explanation(run.spec.name, run.classes, str(dev), selection, results, skipped,
-                       misclassified, controls={c: card for c, card in controls.items() if c not in results})
+            progress(f"{name} scored", n_images, n_images)
 
 
 def explain_run(
@@ -496,7 +518,8 @@ def explain_run(
     run = load_run(run_path)
     folder = check_output_folder(out) if out else run.path
     explanation = explain(run, methods, **options)
-    explanation.save(folder)
+    if is_main():
+        explanation.save(folder)
     return explanation
 
 

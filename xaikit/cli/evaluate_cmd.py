@@ -19,14 +19,19 @@ def evaluate_command(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     tta: bool = typer.Option(False, "--tta", help="Also report accuracy with flip TTA."),
 ) -> None:
-    """Evaluate RUN's checkpoint on the test split; write RUN/metrics.json."""
+    """Evaluate RUN's checkpoint on the test split; write RUN/metrics.json (under torchrun the
+    test images are shared out over the processes and rank 0 writes)."""
     from rich.console import Console
 
+    from xaikit import distributed
     from xaikit.evaluate import evaluate_run
     from xaikit.run import METRICS_NAME, load_run
 
     loaded = load_run(run)
-    metrics = evaluate_run(loaded, data_path=data, device=device, tta=tta)
+    with distributed.process_group():
+        metrics = evaluate_run(loaded, data_path=data, device=device, tta=tta)
+    if not distributed.is_main():
+        return
     console = Console()
     console.print(report_table(metrics, title=f"{loaded.spec.name}: test set ({metrics['num_test']} images)"))
     typer.echo(f"loss: {metrics['loss']:.4f}")

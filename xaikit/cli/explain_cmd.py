@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from xaikit import distributed
 from xaikit.cli.text import plain
 from xaikit.explain import DEFAULT_METHODS, Explanation, explain_run
 from xaikit.options import parse_method_args
@@ -110,8 +111,10 @@ def explain(
     methods = resolve_methods(method, DEFAULT_METHODS)  # an unknown name fails before any work
     options = parse_method_args(method_arg or [], {m: get_attribution(m) for m in methods})
     err = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True) as bar:
+    with distributed.process_group(), Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=err, transient=True,
+            disable=not distributed.is_main()) as bar:
         tasks: dict[str, int] = {}
 
         def progress(name: str, done: int, total: int) -> None:
@@ -125,6 +128,8 @@ def explain(
             sanity_images=sanity_images, progress=progress, files=image, target=target,
             method_options=options,
         )
+    if not distributed.is_main():
+        return
     record = explanation.to_json()
     if explanation.selection.files:
         results_console().print(predictions_table(explanation))

@@ -5,6 +5,7 @@ Progress goes to stderr; the last line on stdout is the HTML file.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -37,20 +38,25 @@ def report_command(
         None, "--out", help="HTML file (default: RUN/report.html); figures go beside it."
     ),
 ) -> None:
-    """Write RUN/report.html (self-contained) and its PNG figures (RUN/figures/)."""
+    """Write RUN/report.html (self-contained) and its PNG figures (RUN/figures/); under
+    torchrun the evaluation and the methods are shared out and rank 0 writes."""
     from rich.console import Console
     from rich.text import Text
 
+    from xaikit import distributed
     from xaikit.report.build import build_report
 
     err = Console(stderr=True)
-    with err.status("report", spinner="dots") as status:
-        path = build_report(
-            run, methods, n_images=images, layer=layer, sanity_images=sanity_images,
-            batch_size=batch_size, data_path=data, device=device, out=out,
-            progress=lambda message: status.update(Text(f"report: {message}")),
-        )
-    typer.echo(str(path))
+    with distributed.process_group():
+        main = distributed.is_main()
+        with err.status("report", spinner="dots") if main else contextlib.nullcontext() as status:
+            path = build_report(
+                run, methods, n_images=images, layer=layer, sanity_images=sanity_images,
+                batch_size=batch_size, data_path=data, device=device, out=out,
+                progress=(lambda message: status.update(Text(f"report: {message}"))) if main else None,
+            )
+    if main:
+        typer.echo(str(path))
 
 
 def register(app: typer.Typer) -> None:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from xaikit.atomic import atomic_write_text
 from xaikit.attribution.plot import overlay
-from xaikit.device import resolve_device
+from xaikit.distributed import is_main, rank_device
 from xaikit.errors import RunError, XaikitError
 from xaikit.evaluate import evaluate_run, read_metrics
 from xaikit.explain import (
@@ -178,7 +178,7 @@ def build_report(
         raise XaikitError("--batch-size must be at least 1")
     names = resolve_methods(methods, REPORT_DEFAULT_METHODS)
     run = load_run(run_path)
-    dev = resolve_device(device)
+    dev = rank_device(device)
     html_path = check_output_file(out) if out else run.path / REPORT_NAME
     figures = check_output_folder(figures_dir(run, html_path), "the figures folder")
     model = load_model(run, dev)
@@ -205,7 +205,8 @@ def build_report(
             sanity_images=sanity_images, model=model, data=data,
             progress=lambda name, done, total: say(f"{name}: {done}/{total}"),
         )
-        explanation.save(figures)
+        if is_main():
+            explanation.save(figures)
         scores_note = f"Computed now; saved to {esc(figures.name)}/explanations.json."
     else:
         explanation, record_dir = found
@@ -216,6 +217,8 @@ def build_report(
         shown = "explanations.json" if where == Path(".") else f"{where}/explanations.json"
         scores_note = f"From {esc(shown)} (written earlier by {writer})."
 
+    if not is_main():  # under torchrun the others helped with evaluate and explain; rank 0 writes
+        return html_path
     say("drawing figures")
     names = list(explanation.results)
     grid_rows = _explanation_rows(explanation)
