@@ -544,3 +544,21 @@ def test_a_full_disk_in_epoch_2_is_one_line_and_keeps_epoch_1(tiny, tmp_path, mo
     assert "\n" not in str(info.value)
     assert torch.load(folder / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert load_run(folder).history[-1]["epoch"] == 1
+
+
+def test_module_mode_sets_and_restores_each_modules_own_flag():
+    from xaikit.modules import module_mode
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Sequential(nn.ReLU(), nn.Dropout()))
+    model.train()
+    model[1].eval()  # a frozen BatchNorm inside a training model
+    before = [m.training for m in model.modules()]
+    with module_mode(model, training=False):
+        assert not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == before
+    model.eval()
+    with module_mode(model, training=False):  # already in eval: untouched
+        assert not any(m.training for m in model.modules())
+    with module_mode(model, training=True):
+        assert all(m.training for m in model.modules())
+    assert not any(m.training for m in model.modules())

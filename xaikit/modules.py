@@ -16,13 +16,16 @@ def module_mode(model: nn.Module, training: bool) -> Iterator[None]:
     Restoring each submodule (not only the top-level flag) keeps deliberate mixes intact, such
     as a BatchNorm frozen in eval mode inside a model that trains.
     """
-    modes = {m: m.training for m in model.modules()}
+    modes = [(m, m.training) for m in model.modules()]
+    if all(was == training for _m, was in modes):  # already so: nothing to set or restore
+        yield
+        return
     model.train(training)
     try:
         yield
     finally:
-        for m, was_training in modes.items():
-            m.train(was_training)
+        for m, was_training in modes:  # each module's own flag (m.train() would recurse: O(n^2))
+            m.training = was_training
 
 
 def model_device(model: nn.Module) -> torch.device:
