@@ -61,6 +61,17 @@ def _gradcam(library: str, model: torch.nn.Module, layer_name: str, x: torch.Ten
     return lambda: cam(input_tensor=x, targets=wanted)
 
 
+def _setup(model_name: str, device: str):  # noqa: ANN202
+    """``(spec, model, images, targets)``: the seeded model in eval mode and its predictions."""
+    torch.manual_seed(0)
+    spec = xaikit.get_model_spec(model_name)
+    model = spec.create().to(device).eval()
+    x = torch.randn(BATCH, 3, 32, 32, generator=torch.Generator().manual_seed(1)).to(device)
+    with torch.no_grad():
+        targets = model(x).argmax(dim=1)
+    return spec, model, x, targets
+
+
 @pytest.mark.parametrize("library", LIBRARIES)
 @pytest.mark.parametrize("model_name", MODELS)
 @pytest.mark.parametrize("device", DEVICE_PARAMS)
@@ -68,12 +79,7 @@ def test_gradcam_against_libraries(benchmark, device, model_name, library) -> No
     """Seconds per batch of 64 Grad-CAM maps, xaikit against the two reference libraries."""
     if not _available(library):
         pytest.skip(f"{library} is not installed (not a dependency; see the module docstring)")
-    torch.manual_seed(0)
-    spec = xaikit.get_model_spec(model_name)
-    model = spec.create().to(device).eval()
-    x = torch.randn(BATCH, 3, 32, 32, generator=torch.Generator().manual_seed(1)).to(device)
-    with torch.no_grad():
-        targets = model(x).argmax(dim=1)
+    spec, model, x, targets = _setup(model_name, device)
     maps_of = _gradcam(library, model, spec.target_layer, x, targets)
 
     def run():
@@ -95,12 +101,7 @@ def test_gradcam_interleaved(benchmark, device, model_name) -> None:
     available = [lib for lib in LIBRARIES if _available(lib)]
     if len(available) < 2:
         pytest.skip("torch-cam and pytorch-grad-cam are not installed (see the module docstring)")
-    torch.manual_seed(0)
-    spec = xaikit.get_model_spec(model_name)
-    model = spec.create().to(device).eval()
-    x = torch.randn(BATCH, 3, 32, 32, generator=torch.Generator().manual_seed(1)).to(device)
-    with torch.no_grad():
-        targets = model(x).argmax(dim=1)
+    spec, model, x, targets = _setup(model_name, device)
     makers = {lib: _gradcam(lib, model, spec.target_layer, x, targets) for lib in available}
     times: dict[str, list[float]] = {lib: [] for lib in available}
     turn = [0]

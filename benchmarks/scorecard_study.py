@@ -1,6 +1,7 @@
 """The scorecard of every method on a trained run, and whether it ranks methods consistently.
 
     python benchmarks/scorecard_study.py RUN --images 400 [--data PATH] [--out study.json]
+        [--method NAME ...] [--method-arg METHOD.KEY=VALUE ...]
 
 Runs ``xaikit explain RUN --method all`` on ``--images`` test images (round-robin over the
 classes) with the full scorecard, then splits the images into two disjoint halves and ranks
@@ -91,13 +92,15 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sanity-images", type=int, default=8)
     parser.add_argument("--out", default="scorecard-study.json")
+    parser.add_argument("--method", action="append", default=None,
+                        help="method name (repeat; default: every registered one)")
     parser.add_argument("--method-arg", action="append", default=[],
                         help="METHOD.KEY=VALUE, as for `xaikit explain` (repeat)")
     args = parser.parse_args()
     run = load_run(args.run)
     options = parse_method_args(args.method_arg, {m: get_attribution(m) for m in list_attributions()})
     started = time.perf_counter()
-    explanation = explain(run, ["all"], n_images=args.images, data_path=args.data, device=args.device,
+    explanation = explain(run, args.method or ["all"], n_images=args.images, data_path=args.data, device=args.device,
                           sanity_images=args.sanity_images, method_options=options)
     seconds = time.perf_counter() - started
     explanation.save(run.path)  # `xaikit report RUN` then reuses these maps and scores

@@ -6,7 +6,6 @@ broken method registered by the test plugin. The page in a real browser: test_se
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 import threading
@@ -17,17 +16,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-
-def _support():
-    name = "xaikit_tests_serve_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("test_serve_support.py"))
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+import serve_support as support  # tests/conftest.py puts tests/ on sys.path
 
 
-support = _support()
 EVIL_CLASS = support.EVIL_CLASS
 
 

@@ -8,7 +8,6 @@ of real runs instead: the grid, an image with maps, the runs side by side, an up
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -16,17 +15,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-
-def _support():
-    name = "xaikit_tests_serve_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("test_serve_support.py"))
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+import serve_support as support  # tests/conftest.py puts tests/ on sys.path
 
 
-support = _support()
 METHODS = ("gradcam", "saliency")
 
 
