@@ -68,3 +68,14 @@ def test_given_targets_cost_no_extra_forward_pass(plugin_manager):
     assert len(calls) == 1
     with pytest.raises(xaikit.XaikitError, match="target classes must be in 0..9"):
         method(x, [0, 1, 2, 10])
+
+
+@pytest.mark.parametrize(("size", "to"), [((8, 8), (32, 32)), ((4, 7), (32, 30)), ((32, 32), (9, 13)), ((1, 1), (5, 5))])
+def test_upsample_is_torch_bilinear_resizing(size, to):
+    import torch.nn.functional as F
+
+    from xaikit.attribution.base import upsample
+
+    maps = torch.randn(3, *size, generator=torch.Generator().manual_seed(0))
+    expected = F.interpolate(maps[:, None], size=to, mode="bilinear", align_corners=False)[:, 0]
+    torch.testing.assert_close(upsample(maps, to), expected, atol=1e-6, rtol=1e-5)
