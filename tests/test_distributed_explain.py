@@ -87,6 +87,18 @@ def test_evaluate_on_two_processes_writes_the_same_metrics(run: Path, tmp_path: 
     assert second["num_test"] == first["num_test"] > 0
 
 
+def test_report_on_two_processes_writes_one_page(run: Path, tmp_path: Path) -> None:
+    page = tmp_path / "page" / "report.html"
+    two = _command(["report", str(run), "--method", "gradcam", "--method", "saliency",
+                    "--images", "4", "--sanity-images", "0", "--device", "cpu", "--out", str(page)], 2)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.strip().splitlines() == [str(page)]  # printed by rank 0 only
+    html = page.read_text()
+    assert "gradcam" in html and "saliency" in html
+    saved = json.loads((tmp_path / "page" / "report-figures" / "explanations.json").read_text())
+    assert list(saved["methods"]) == ["gradcam", "saliency"]
+
+
 def test_predict_sharded_is_predict_in_a_plain_process(run: Path) -> None:
     from xaikit.evaluate import predict, predict_sharded
     from xaikit.run import load_data, load_model, load_run

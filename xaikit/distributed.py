@@ -135,6 +135,10 @@ def process_group(timeout_s: float = 1800.0) -> Iterator[bool]:
         raise XaikitError(f"process {rank()} cannot join the process group at {where}: {first}") from None
     try:
         yield True
+        # Leave together: a process that tears down its Gloo group while another one still
+        # works (rank 0 drawing the report's figures after the others are done) can end in
+        # "terminate called without an active exception" (SIGABRT) in the early leaver.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
