@@ -156,6 +156,14 @@ class Attribution:
         """
         raise NotImplementedError
 
+    def _check_layer_output(self, output: Any) -> None:
+        """Raise ``XaikitError`` unless the recorded layer returned a tensor."""
+        if not isinstance(output, Tensor):
+            raise XaikitError(
+                f"layer {self.layer_name!r} returns {type(output).__name__}, not a tensor; "
+                "pick another --layer"
+            )
+
     @contextlib.contextmanager
     def capture(self, retain_grad: bool = True) -> Iterator[dict[str, Tensor]]:
         """Record the target layer's output (``"activation"``) while the block runs.
@@ -170,11 +178,7 @@ class Attribution:
         captured: dict[str, Tensor] = {}
 
         def hook(_module: nn.Module, _inputs: Any, output: Tensor) -> Tensor | None:
-            if not isinstance(output, Tensor):
-                raise XaikitError(
-                    f"layer {self.layer_name!r} returns {type(output).__name__}, not a tensor; "
-                    "pick another --layer"
-                )
+            self._check_layer_output(output)
             if retain_grad and output.requires_grad:
                 output.retain_grad()
             captured["activation"] = output
@@ -205,11 +209,7 @@ class Attribution:
         captured: dict[str, Tensor] = {}
 
         def hook(_module: nn.Module, _inputs: Any, output: Tensor) -> Tensor:
-            if not isinstance(output, Tensor):
-                raise XaikitError(
-                    f"layer {self.layer_name!r} returns {type(output).__name__}, not a tensor; "
-                    "pick another --layer"
-                )
+            self._check_layer_output(output)
             torch.set_grad_enabled(True)
             leaf = output.detach().requires_grad_(True)
             captured["activation"] = leaf
