@@ -9,7 +9,7 @@ from torch import Tensor
 
 from xaikit.attribution.base import Attribution
 from xaikit.metrics import ScorecardSettings, scorecard
-from xaikit.metrics.cost import affordable_images, count_evaluations
+from xaikit.metrics.cost import affordable_images, cascade_budget, count_evaluations
 from xaikit.testing import ContractNet
 
 
@@ -101,6 +101,31 @@ def test_an_expensive_method_is_checked_on_fewer_images_and_a_cheap_one_on_all()
         groups=("random_logit",), evaluation_budget=100, min_images=3, n_boot=20))
     assert tight["images"] == {"random_logit": 3}  # 100 // 50 = 2, raised to the minimum
     assert len(tight["per_image"]["random_logit_rho"]) == 3
+
+
+def test_a_cascade_the_budget_cannot_pay_for_compares_fewer_steps_ending_at_the_random_model() -> None:
+    model = ContractNet().eval()  # 4 parameterised layers
+    x = images(6)
+    settings = ScorecardSettings(groups=("randomization",), sanity_images=6,
+                                 evaluation_budget=400, min_images=3, n_boot=20)
+    cheap = scorecard(model, Gradient, x, settings=settings)
+    assert [step["step"] for step in cheap["randomization"]["rho_by_layer"]] == [1, 2, 3, 4]
+    costly = scorecard(model, Occluding, x, settings=settings)
+    # 400 // (50 x 4 layers) = 2 images, raised to 3; 400 // (50 x 3 images) = 2 steps of 4
+    assert costly["images"]["randomization"] == 3
+    steps = costly["randomization"]["rho_by_layer"]
+    assert [step["step"] for step in steps] == [2, 4]
+    assert costly["randomization"]["cascade"] == cheap["randomization"]["cascade"]
+    assert [step["layer"] for step in steps] == [cheap["randomization"]["cascade"][i] for i in (1, 3)]
+    assert len(costly["per_image"]["randomization_rho_abs"]) == 3
+
+
+@pytest.mark.parametrize("layers, images, evaluations, budget, expected", [
+    (23, 4, 1.0, 10_000, None), (23, 4, 1601.0, 10_000, 1), (23, 4, 1000.0, 10_000, 2),
+    (23, 4, 256.0, 10_000, 9), (23, 4, 1601.0, None, None), (23, 4, 100_000.0, 10_000, 1),
+])
+def test_cascade_budget(layers, images, evaluations, budget, expected) -> None:
+    assert cascade_budget(layers, images, evaluations, budget) == expected
 
 
 def test_given_maps_are_costed_on_one_image() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xaikit.attribution.base import Attribution
 from xaikit.metrics import emprt, random_logit, randomization, randomized_copy, spearman
+from xaikit.metrics.sanity import cascade_steps
 
 
 class TinyCNN(nn.Module):
@@ -80,6 +82,26 @@ def test_randomization_reports_raw_and_abs_per_layer_and_leaves_the_model() -> N
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     edges = randomization(model, EdgeMap, x)
     assert torch.allclose(edges["rho"], torch.ones(3, 6)) and torch.allclose(edges["rho_abs"], torch.ones(3, 6))
+
+
+@pytest.mark.parametrize("length, steps, expected", [
+    (3, None, [1, 2, 3]), (3, 3, [1, 2, 3]), (3, 9, [1, 2, 3]), (23, 1, [23]), (23, 0, [23]),
+    (23, 2, [12, 23]), (23, 5, [5, 10, 14, 19, 23]),
+])
+def test_cascade_steps_are_evenly_spaced_and_end_at_the_random_model(length, steps, expected) -> None:
+    assert cascade_steps(length, steps) == expected
+
+
+def test_a_thinned_cascade_compares_the_same_models_as_the_full_one() -> None:
+    model, x = setup()
+    full = randomization(model, NoisyGradient, x, seed=3)
+    thin = randomization(model, NoisyGradient, x, seed=3, steps=1)
+    assert thin["layers"] == ["conv1"] and thin["steps"] == [3]
+    assert thin["cascade"] == full["cascade"] == ["fc", "conv2", "conv1"]
+    assert torch.equal(thin["rho_final"], full["rho_final"])
+    assert torch.equal(thin["rho_abs_final"], full["rho_abs_final"])
+    two = randomization(model, NoisyGradient, x, seed=3, steps=2)
+    assert two["steps"] == [2, 3] and torch.equal(two["rho"], full["rho"][1:])
 
 
 def recorder(draws: int) -> tuple[type[Attribution], list[Tensor]]:

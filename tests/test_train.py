@@ -509,7 +509,7 @@ def test_an_unknown_forbidden_augmentation_is_refused(tmp_path):
     from xaikit.errors import DataError
 
     bundle = dataclasses.replace(load_synthetic(None, tmp_path), forbidden_augment=("rotate",))
-    with pytest.raises(DataError, match="forbidden_augment must name augmentations among crop, flip, cutout"):
+    with pytest.raises(DataError, match="forbidden_augment must name augmentations among crop, flip, altflip, cutout"):
         validate_bundle(bundle, "dataset 'x'")
 
 

@@ -8,6 +8,7 @@ For class ``c`` with true positives ``TP``, false positives ``FP`` and false neg
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -37,12 +38,20 @@ def _log_probs(
     bf16: bool,
     channels_last: bool,
     device: torch.device,
+    shift: int = 0,
 ) -> torch.Tensor:
-    """Log-softmax ``[N, K]`` (float32, on ``device``) of the model on uint8 ``images``."""
+    """Log-softmax ``[N, K]`` (float32, on ``device``) of the model on uint8 ``images``,
+    translated by ``shift`` pixels down-right (up-left if negative, reflect padding), then
+    mirrored with ``flip``."""
     outputs = []
     with module_mode(model, training=False):
         for start in range(0, images.shape[0], batch_size):
             x = normalize(images[start : start + batch_size].to(device, non_blocking=True), mean, std)
+            if shift:
+                k, (h, w) = abs(shift), x.shape[-2:]
+                padded = nn.functional.pad(x, (k, k, k, k), mode="reflect")
+                at = 0 if shift > 0 else 2 * k
+                x = padded[..., at : at + h, at : at + w]
             if flip:
                 x = x.flip(-1)
             if channels_last:
@@ -61,6 +70,7 @@ def predict(
     std: Sequence[float],
     *,
     tta: bool = False,
+    tta_shift: int = 0,
     batch_size: int = 1024,
     bf16: bool = False,
     channels_last: bool = False,
@@ -80,6 +90,9 @@ def predict(
         mean, std: Per-channel normalisation.
         tta: Flip test-time augmentation: the mean of the softmax of each image and of its
             mirror image, ``p = (softmax(f(x)) + softmax(f(flip(x)))) / 2``.
+        tta_shift: With ``tta`` and ``k > 0``, multi-crop TTA (airbench's, Jordan 2024): the
+            flip pair above weighs 1/2, and the flip pairs of the image translated by ``k``
+            pixels down-right and up-left (reflect padding) 1/4 each.
         batch_size: Images per forward pass.
         bf16: bfloat16 autocast.
         channels_last: Feed NHWC tensors (for a model trained in channels_last).
@@ -90,10 +103,15 @@ def predict(
     device = model_device(model) if device is None else resolve_device(device)
     model.to(device)
     kwargs = dict(batch_size=batch_size, bf16=bf16, channels_last=channels_last, device=device)
-    log_p = _log_probs(model, images, mean, std, flip=False, **kwargs)
-    if tta:
-        flipped = _log_probs(model, images, mean, std, flip=True, **kwargs)
-        log_p = torch.logaddexp(log_p, flipped) - torch.log(torch.tensor(2.0, device=device))
+    if tta_shift < 0:
+        raise ValueError(f"tta_shift must be >= 0, got {tta_shift}")
+    if not tta:
+        log_p = _log_probs(model, images, mean, std, flip=False, **kwargs)
+        return log_p if log else log_p.exp()
+    views = [(0, 0.5), (tta_shift, 0.25), (-tta_shift, 0.25)] if tta_shift else [(0, 1.0)]
+    parts = [_log_probs(model, images, mean, std, flip=flip, shift=shift, **kwargs) + math.log(weight / 2)
+             for shift, weight in views for flip in (False, True)]
+    log_p = torch.logsumexp(torch.stack(parts), dim=0)
     return log_p if log else log_p.exp()
 
 
@@ -217,8 +235,9 @@ def evaluate_run(
     metrics["loss"] = torch.nn.functional.nll_loss(log_p, labels).item()
     metrics["misclassified"] = (predicted != labels).nonzero().flatten().cpu().tolist()
     if tta:
+        shift = run.config.recipe.tta_shift if run.config.recipe is not None else 0
         tta_probs = predict_sharded(model, data.test_images, data.mean, data.std, device=device,
-                                    tta=True)
+                                    tta=True, tta_shift=shift)
         metrics["tta_accuracy"] = (tta_probs.argmax(dim=1) == labels).float().mean().item()
     metrics["num_test"] = int(labels.shape[0])
     metrics["device"] = str(device)

@@ -30,9 +30,27 @@ class Recipe:
         label_smoothing: Label smoothing of the cross-entropy loss.
         div_factor: ``initial_lr = max_lr / div_factor``.
         final_div_factor: ``final_lr = initial_lr / final_div_factor``.
-        augment: Batch augmentations, a subset of ``("crop", "flip", "cutout")``.
+        augment: Batch augmentations, a subset of ``("crop", "flip", "altflip", "cutout")``;
+            ``altflip`` is Jordan's (2024) alternating flip: each image is flipped in every
+            other epoch, starting flipped or not at random (instead of ``flip``'s coin per
+            image per epoch).
         crop_padding: Padding (pixels, reflect) of the random crop.
         cutout: Side of the cutout square in pixels.
+        schedule: ``"one-cycle"`` (PyTorch's ``OneCycleLR``: cosine, momentum cycled for SGD)
+            or ``"triangular"`` (linear up from ``max_lr / div_factor`` to ``max_lr`` over
+            ``pct_start`` of the steps, then linear down to ``max_lr / (div_factor *
+            final_div_factor)``, momentum constant).
+        norm_lr_scale: Learning-rate multiplier of the normalisation layers' parameters
+            (BatchNorm, GroupNorm, LayerNorm...); their weight decay is divided by it, so the
+            decay per step is that of the other parameters.
+        lookahead_every: Lookahead (Zhang et al. 2019) as airbench uses it: every this many
+            steps the slow weights move towards the trained ones, ``slow = a slow + (1 - a)
+            fast``, and the trained ones are set to them, with ``a = lookahead_alpha *
+            (step / steps)^3``; after the last step the model holds the slow weights. 0: off.
+        lookahead_alpha: The final ``a`` of the lookahead.
+        tta_shift: Test-time augmentation views (with ``--tta``): 0 is the image and its
+            mirror; ``k > 0`` adds both views shifted by ``k`` pixels up-left and down-right
+            (reflect padding) at half the weight in all (airbench's multi-crop TTA).
     """
 
     epochs: int = 24
@@ -49,6 +67,11 @@ class Recipe:
     augment: tuple[str, ...] = ("crop", "flip", "cutout")
     crop_padding: int = 4
     cutout: int = 8
+    schedule: str = "one-cycle"
+    norm_lr_scale: float = 1.0
+    lookahead_every: int = 0
+    lookahead_alpha: float = 0.95**5
+    tta_shift: int = 0
 
     def replace(self, **changes: Any) -> "Recipe":
         """Return a copy with the given fields changed (``None`` values are ignored)."""
@@ -81,6 +104,11 @@ class ModelSpec:
         input_shape: ``(C, H, W)`` of one input image.
         num_classes: Number of output classes of the default model.
         description: One line for ``xaikit plugins list``.
+        init_from_data: ``init_from_data(model, data: DataBundle)``, called once on a new
+            model before its first training step (not on resume: the checkpoint has the
+            result), e.g. to set a layer from statistics of the training images.
+        on_epoch_start: ``on_epoch_start(model, epoch)``, called before every training epoch
+            (1-based, also after a resume), e.g. to freeze a parameter after some epochs.
     """
 
     name: str
@@ -90,6 +118,8 @@ class ModelSpec:
     input_shape: tuple[int, int, int] = (3, 32, 32)
     num_classes: int = 10
     description: str = ""
+    init_from_data: Callable[[nn.Module, "DataBundle"], None] | None = None
+    on_epoch_start: Callable[[nn.Module, int], None] | None = None
 
     def create(self, **kwargs: Any) -> nn.Module:
         """Call the factory (``num_classes`` defaults to the spec's) and set the CAM layer.

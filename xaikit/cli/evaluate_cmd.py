@@ -17,7 +17,7 @@ def evaluate_command(
     run: Path = typer.Argument(..., help="Run folder written by `xaikit train`."),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    tta: bool = typer.Option(False, "--tta", help="Also report accuracy with flip TTA."),
+    tta: bool = typer.Option(False, "--tta", help="Also report accuracy with test-time augmentation (flip; multi-crop where the recipe sets tta_shift)."),
 ) -> None:
     """Evaluate RUN's checkpoint on the test split; write RUN/metrics.json (under torchrun the
     test images are shared out over the processes and rank 0 writes)."""

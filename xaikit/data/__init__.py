@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from xaikit.data.augment import BatchAugment, normalize
+from xaikit.data.augment import AlternatingFlip, BatchAugment, normalize
 from xaikit.data.bundle import validate_bundle
 from xaikit.data.subset import balanced_subset
 from xaikit.errors import DataError, XaikitError
@@ -19,6 +19,7 @@ from xaikit.specs import DataBundle
 CACHE_ENV = "XAIKIT_CACHE"
 
 __all__ = [
+    "AlternatingFlip",
     "BatchAugment",
     "DataBundle",
     "balanced_subset",

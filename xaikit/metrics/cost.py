@@ -12,6 +12,12 @@ images, where ``evaluations per map`` is *counted* while the method makes its ma
 (:func:`count_evaluations`), so a plugin declares nothing and the count is the same on every
 machine (unlike a time budget). A cheap method keeps every configured image; an expensive one
 is checked on fewer, and its intervals are honestly wider (the scorecard records ``n``).
+
+The randomisation cascade needs one map per image at each of its ``L`` layers. Where even
+``minimum`` images cannot pay for all of them, the cascade compares the maps at as many evenly
+spaced steps as the budget pays for, always including the fully random model that the verdict
+reads (:func:`cascade_budget`); the layers are still re-initialised in order, so each compared
+step means what it means in the full cascade.
 """
 
 from __future__ import annotations
@@ -64,3 +70,14 @@ def affordable_images(configured: int | None, total: int, evaluations_per_map: f
         return n
     per_image = max(1.0, float(evaluations_per_map)) * max(1, maps_per_image)
     return max(min(minimum, n), min(n, int(budget // per_image)))
+
+
+def cascade_budget(layers: int, images: int, evaluations_per_map: float | None,
+                   budget: int | None) -> int | None:
+    """Cascade steps whose maps ``budget`` model evaluations pay for on ``images`` images
+    (``None``: every one of the ``layers`` steps), never fewer than 1, the fully random model."""
+    if budget is None or images < 1:
+        return None
+    per_step = max(1.0, float(evaluations_per_map or 1.0)) * images
+    affordable = int(budget // per_step)
+    return None if affordable >= layers else max(1, affordable)

@@ -135,6 +135,7 @@ def randomization(
     method_kwargs: dict[str, Any] | None = None,
     maps: Tensor | None = None,
     seed: int = 0,
+    steps: int | None = None,
 ) -> dict[str, Any]:
     """Cascading model-parameter randomisation (Adebayo et al. 2018), Spearman per image.
 
@@ -146,27 +147,48 @@ def randomization(
         target: Classes (``None``: the original model's predictions), fixed throughout.
         maps: The original model's maps of ``x`` (computed if ``None``).
         seed: Seed of the re-initialisation.
+        steps: Compare the maps after this many cascade steps only (``None``: after every
+            step): evenly spaced, always including the fully random model
+            (:func:`cascade_steps`). The layers are re-initialised in the same order either way,
+            so a step's rho is the same as in the full cascade; only the maps in between are
+            skipped, for a method whose maps are too expensive to recompute at every layer.
 
     Returns:
-        ``"layers"`` (names, cascade order), ``"rho"`` and ``"rho_abs"`` ``[L, B]`` (raw and
-        absolute-valued maps), ``"rho_final"`` and ``"rho_abs_final"`` ``[B]`` (fully random
-        model); CPU tensors.
+        ``"layers"`` (names of the compared steps, cascade order), ``"steps"`` (their 1-based
+        positions in the cascade), ``"cascade"`` (every layer's name), ``"rho"`` and
+        ``"rho_abs"`` ``[S, B]`` (raw and absolute-valued maps), ``"rho_final"`` and
+        ``"rho_abs_final"`` ``[B]`` (fully random model); CPU tensors.
     """
     x, targets = prepare(model, x, target)
     with torch.random.fork_rng(devices=_devices(model)):
         torch.manual_seed(seed)
         original = bind(method, model, layer, method_kwargs)(x, targets) if maps is None else maps
         original = original.to(x.device)
-        names, rho, rho_abs = [], [], []
-        for name, randomised in _cascade(model, seed):
+        cascade = [name for name, _module in parameterised_layers(model)]
+        compared = set(cascade_steps(len(cascade), steps))
+        names, positions, rho, rho_abs = [], [], [], []
+        for i, (name, randomised) in enumerate(_cascade(model, seed), start=1):
+            if i not in compared:
+                continue
             torch.manual_seed(seed)  # the method's own randomness, the same at every layer
             new = bind(method, randomised, layer, method_kwargs)(x, targets)
             names.append(name)
+            positions.append(i)
             rho.append(spearman(original, new).cpu())
             rho_abs.append(spearman(original.abs(), new.abs()).cpu())
     rho_t, rho_abs_t = torch.stack(rho), torch.stack(rho_abs)
-    return {"layers": names, "rho": rho_t, "rho_abs": rho_abs_t,
-            "rho_final": rho_t[-1], "rho_abs_final": rho_abs_t[-1]}
+    return {"layers": names, "steps": positions, "cascade": cascade, "rho": rho_t,
+            "rho_abs": rho_abs_t, "rho_final": rho_t[-1], "rho_abs_final": rho_abs_t[-1]}
+
+
+def cascade_steps(length: int, steps: int | None) -> list[int]:
+    """The 1-based cascade positions :func:`randomization` compares for ``steps`` of ``length``:
+    all when ``steps`` is ``None`` or at least ``length``, else ``steps`` (at least 1) evenly
+    spaced positions ending at ``length``, the fully random model."""
+    if steps is None or steps >= length:
+        return list(range(1, length + 1))
+    k = max(1, int(steps))
+    return sorted({length - (j * length) // k for j in range(k)})
 
 
 def random_logit(

@@ -23,8 +23,8 @@ interval, ``None`` where no value was finite; ``n`` the images it is over)::
       "deletion_insertion": {"fractions": [...], "deletion_curve": [...], "insertion_curve": [...],
                "deletion_random_curve": [...], "insertion_random_curve": [...],
                "reference_resolution": [h, w], "steps": int, "blur_sigma": float},
-      "randomization": {"layers": [...], "n_images": int,                  # cascade order
-               "rho_by_layer": [{"layer", "rho": {"mean", "low", "high"}, "rho_abs": {...}}, ...]},
+      "randomization": {"layers": [...], "n_images": int, "cascade": [...],  # compared steps, all layers
+               "rho_by_layer": [{"layer", "step", "rho": {"mean", "low", "high"}, "rho_abs": {...}}, ...]},
       "verdicts": {name: {"verdict": "pass" | "fail" | "uncertain", "metric": str,
                           "threshold": float, "direction": "below" | "above"}},
                                                  # road, randomization, random_logit, emprt
@@ -61,7 +61,7 @@ from xaikit.errors import XaikitError
 from xaikit.metrics._common import captum_batch, check_maps, finite_list, prepare, seconds_since
 from xaikit.metrics.catalogue import CRITERIA, METRICS
 from xaikit.metrics.complexity import complexity, sparseness
-from xaikit.metrics.cost import affordable_images, count_evaluations
+from xaikit.metrics.cost import affordable_images, cascade_budget, count_evaluations
 from xaikit.metrics.deletion import deletion_insertion
 from xaikit.metrics.fidelity import completeness_gap, infidelity
 from xaikit.metrics.references import map_resolution
@@ -323,18 +323,22 @@ def scorecard(
             explainer, x[:n], targets[:n], model=model, perturb_radius=s.sensitivity_radius,
             n_perturb_samples=s.sensitivity_samples, seed=s.seed,
             max_examples_per_batch=captum_batch(n, s.sensitivity_samples, 256)))
-    n_sanity = affordable(s.sanity_images, len(parameterised_layers(model)))
+    n_layers = len(parameterised_layers(model))
+    n_sanity = affordable(s.sanity_images, n_layers)
     if s.wants("randomization") and n_sanity > 0:
         n = images["randomization"] = n_sanity
+        steps = cascade_budget(n_layers, n, evaluations, s.evaluation_budget)
         cascade = _timed(sec, "randomization", device, progress, lambda: randomization(
-            model, explainer, x[:n], targets[:n], maps=maps[:n], seed=s.seed))
+            model, explainer, x[:n], targets[:n], maps=maps[:n], seed=s.seed, steps=steps))
         per["randomization_rho"] = cascade["rho_final"]
         per["randomization_rho_abs"] = cascade["rho_abs_final"]
         details["randomization"] = {
-            "layers": cascade["layers"], "n_images": n,
+            "layers": cascade["layers"], "n_images": n, "cascade": cascade["cascade"],
             "rho_by_layer": [
-                {"layer": name, "rho": _interval(rho, s), "rho_abs": _interval(rho_abs, s)}
-                for name, rho, rho_abs in zip(cascade["layers"], cascade["rho"], cascade["rho_abs"])
+                {"layer": name, "step": step, "rho": _interval(rho, s),
+                 "rho_abs": _interval(rho_abs, s)}
+                for name, step, rho, rho_abs in zip(cascade["layers"], cascade["steps"],
+                                                    cascade["rho"], cascade["rho_abs"])
             ],
         }
     n_once = affordable(None, 1)

@@ -200,9 +200,13 @@ def randomisation_figure(
     lines, labels = [], []
     threshold = _threshold(cards[names[0]])
     for name, cascade in drawn.items():
-        if len(cascade) > len(layers):
-            layers = [str(step["layer"]) for step in cascade]
-        x = np.arange(len(cascade) + 1)
+        full = cards[name]["randomization"].get("cascade")
+        if not isinstance(full, list):  # a card from before thinned cascades: every step
+            full = [step.get("layer") for step in cascade]
+        if len(full) > len(layers):
+            layers = [str(layer) for layer in full]
+        # a method too expensive for every step compares a few (their 1-based "step")
+        x = np.array([0] + [int(step.get("step", i)) for i, step in enumerate(cascade, start=1)])
         for ax, key in zip(axes, ("rho", "rho_abs")):
             (line,) = ax.plot(
                 x,

@@ -164,6 +164,18 @@ def scores_section(
         0
     }
     robust_n = {int(m["n"]) for c in cards.values() if (m := v.metric(c, "sensitivity_max"))}
+    thinned = [
+        f"{esc(name)} at {len(r['rho_by_layer'])} of {len(r['cascade'])} layers"
+        for name, c in cards.items()
+        if isinstance(r := c.get("randomization"), Mapping)
+        and isinstance(r.get("cascade"), list) and isinstance(r.get("rho_by_layer"), list)
+        and len(r["rho_by_layer"]) < len(r["cascade"])
+    ]
+    thinned_note = (
+        " The evaluation budget compares the maps of the most expensive methods at evenly "
+        f"spaced cascade steps only, ending at the fully random model: {'; '.join(thinned)}."
+        if thinned else ""
+    )
     parts = [
         (
             f"<p>Every score of the scorecard over the same {n_images} test images "
@@ -174,7 +186,7 @@ def scores_section(
             "↑ higher is better, ↓ lower is better. Under deletion and insertion: the same area "
             "for a "
             "random map at the method's resolution. Badges: the verdict read from that score's "
-            f"interval. {provenance}</p>"
+            f"interval.{thinned_note} {provenance}</p>"
         )
     ]
     for title, keys in _detail_tables(cards):

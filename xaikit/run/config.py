@@ -81,7 +81,8 @@ class RunConfig:
         max_lr_auto: Run the LR range test first and train with its suggestion.
         lr_find_steps: Steps of that LR range test.
         compile: ``torch.compile`` the model.
-        tta: Also record test accuracy with flip test-time augmentation each epoch.
+        tta: Also record test accuracy with test-time augmentation each epoch (flip, and the
+            recipe's ``tta_shift`` crops).
         bf16: bfloat16 autocast (``None``: on for CUDA, off on the CPU).
         sync_every: Batches between host reads of the loss on CUDA (every batch on the CPU).
         channels_last: Whether the model trains in NHWC (probed once; ``None`` until then).

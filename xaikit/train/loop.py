@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from xaikit import distributed
-from xaikit.data import normalize
+from xaikit.data import AlternatingFlip, normalize
 from xaikit.errors import DivergedError
 from xaikit.device import autocast
 from xaikit.schedule import steps_per_epoch
@@ -52,7 +52,6 @@ def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     """
     from xaikit.errors import XaikitError
 
-    params = [p for p in model.parameters() if p.requires_grad]
     name = recipe.optimizer.lower()
     if name == "adam":
         cls, kwargs = torch.optim.AdamW, {"weight_decay": recipe.weight_decay}
@@ -67,7 +66,28 @@ def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
         raise XaikitError(f"unknown optimizer {recipe.optimizer!r}; use adam or sgd")
     if "fused" in inspect.signature(cls).parameters:
         kwargs["fused"] = True
-    return cls(params, lr=recipe.max_lr / recipe.div_factor, **kwargs)
+    groups = []
+    for params, scale in parameter_groups(model, recipe.norm_lr_scale):
+        peak = recipe.max_lr * scale
+        groups.append({"params": params, "lr": peak / recipe.div_factor, "peak_lr": peak,
+                       "weight_decay": recipe.weight_decay / scale})
+    return cls(groups, **kwargs)
+
+
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+
+
+def parameter_groups(model: nn.Module, norm_lr_scale: float = 1.0) -> list[tuple[list[nn.Parameter], float]]:
+    """The trainable parameters as ``(params, lr scale)`` groups: one group at scale 1, or, when
+    ``norm_lr_scale != 1``, the normalisation layers' parameters (BatchNorm, GroupNorm,
+    LayerNorm...) at that scale and the rest at 1 (empty groups left out). Parameters that do
+    not require gradients now are included: a model may unfreeze them between epochs."""
+    if norm_lr_scale == 1.0:
+        return [(list(model.parameters()), 1.0)]
+    norm_ids = {id(p) for m in model.modules() if isinstance(m, _NORMS) for p in m.parameters(recurse=False)}
+    norms = [p for p in model.parameters() if id(p) in norm_ids]
+    others = [p for p in model.parameters() if id(p) not in norm_ids]
+    return [(group, scale) for group, scale in ((norms, norm_lr_scale), (others, 1.0)) if group]
 
 
 def epoch_batches(
@@ -121,11 +141,15 @@ def training_batch(
     augment: Callable[..., torch.Tensor] | None,
     generator: torch.Generator,
     channels_last: bool = False,
+    altflip: AlternatingFlip | None = None,
+    epoch: int = 1,
 ) -> torch.Tensor:
-    """The normalised, augmented input batch ``images[index]`` as training sees it."""
+    """The normalised, augmented input batch ``images[index]`` as training sees it in ``epoch``."""
     x = normalize(images[index], mean, std)
     if augment is not None:
         x = augment(x, generator=generator)
+    if altflip is not None:
+        x = altflip(x, index, epoch)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
@@ -179,6 +203,8 @@ def train_one_epoch(
     sync_every: int = 20,
     on_progress: ProgressCallback | None = None,
     shard: Shard | None = None,
+    altflip: AlternatingFlip | None = None,
+    after_step: Callable[[], None] | None = None,
 ) -> EpochResult:
     """Train ``model`` for one epoch over ``images``/``labels`` (uint8 and int64, on its device).
 
@@ -191,6 +217,9 @@ def train_one_epoch(
     each read the batch losses, loss sum and correct count are summed over all processes: the
     progress, the result and the finiteness check are those of the global batches, the same
     on every process, so all stop together at the same batch.
+
+    ``altflip`` mirrors the images due in ``epoch`` (after ``augment``); ``after_step`` is
+    called after every optimizer and schedule step (the trainer's lookahead).
 
     Raises:
         DivergedError: a batch loss is not finite; the message names the first such batch.
@@ -209,15 +238,19 @@ def train_one_epoch(
     for step, index in enumerate(batches):
         weight = 1.0
         if shard is None:
-            x = training_batch(images, index, mean, std, augment, generator, channels_last)
+            x = training_batch(images, index, mean, std, augment, generator, channels_last,
+                               altflip, epoch)
             y = labels[index]
         else:
-            mine, x = shard_batch(images, index, shard, mean, std, augment, generator, channels_last)
+            mine, x = shard_batch(images, index, shard, mean, std, augment, generator, channels_last,
+                                  altflip, epoch)
             y = labels[mine]
             weight = shard.loss_weight(index.shape[0])
         lrs.append(optimizer.param_groups[0]["lr"])
         loss, logits = training_step(model, optimizer, scheduler, criterion, x, y, bf16=bf16,
                                      loss_weight=weight)
+        if after_step is not None:
+            after_step()
         detached = loss.detach()
         # with a shard: this process's part of the global batch mean (summed at each read)
         batch_losses[step] = detached if shard is None else detached * (y.shape[0] / index.shape[0])

@@ -79,7 +79,8 @@ def wrap(model: nn.Module, device: torch.device, sync_bn: bool) -> tuple[nn.Modu
 
 
 def evaluate_sharded(
-    model: nn.Module, data: DataBundle, shard: Shard, *, tta: bool, bf16: bool, channels_last: bool
+    model: nn.Module, data: DataBundle, shard: Shard, *, tta: bool, bf16: bool, channels_last: bool,
+    tta_shift: int = 0,
 ) -> dict[str, float]:
     """The test loss and accuracy (and ``acc_tta``) of ``model``, each process predicting its
     contiguous part of the test split; the sums are added over all processes.
@@ -100,7 +101,8 @@ def evaluate_sharded(
         sums[0] = nn.functional.nll_loss(log_p, labels, reduction="sum")
         sums[1] = (log_p.argmax(dim=1) == labels).sum()
         if tta:
-            sums[2] = (predict(model, images, data.mean, data.std, tta=True, **kwargs).argmax(dim=1) == labels).sum()
+            sums[2] = (predict(model, images, data.mean, data.std, tta=True, tta_shift=tta_shift,
+                               **kwargs).argmax(dim=1) == labels).sum()
     totals = distributed.all_reduce_sum(sums).tolist()
     result = {"loss": totals[0] / n, "acc": totals[1] / n}
     if tta:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from xaikit import distributed
-from xaikit.data import BatchAugment, normalize
+from xaikit.data import AlternatingFlip, BatchAugment, normalize
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,8 @@ def shard_batch(
     augment: BatchAugment | None,
     generator: torch.Generator,
     channels_last: bool = False,
+    altflip: AlternatingFlip | None = None,
+    epoch: int = 1,
 ) -> tuple[Tensor, Tensor]:
     """This process's part of the global batch ``images[batch_index]``: its indices and its
     normalised, augmented input, drawn as the single-process batch would be."""
@@ -137,6 +139,8 @@ def shard_batch(
             augment, batch_index.shape[0], x.shape[2], x.shape[3], generator, x.device
         )
         x = apply_augment_params(augment, x, params, start)
+    if altflip is not None:
+        x = altflip(x, index, epoch)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return index, x

@@ -40,11 +40,13 @@ from xaikit.run import (
     LOCK_NAME, check_output_folder, is_run_folder, load_data, now_iso, run_lock,
     save_checkpoint, write_config,
 )
+from xaikit.data import AlternatingFlip
 from xaikit.specs import DataBundle, ModelSpec, Recipe
 from xaikit.train.loop import (
     build_optimizer, cudnn_autotune, train_one_epoch,
 )
 from xaikit.schedule import build_scheduler, steps_per_epoch
+from xaikit.train.lookahead import Lookahead
 from xaikit.train.lr_finder import LRFinderResult, lr_range_test, save_lr_find
 from xaikit.train.parallel import (
     check_batch_split, check_parallel, epoch_seed, evaluate_sharded, wrap,
@@ -81,6 +83,16 @@ def check_recipe(recipe: Recipe) -> None:
         problems.append("--weight-decay must be >= 0")
     if not 0 <= recipe.label_smoothing < 1:
         problems.append("--label-smoothing must be in [0, 1)")
+    if recipe.schedule not in ("one-cycle", "triangular"):
+        problems.append(f"schedule must be one-cycle or triangular, not {recipe.schedule!r}")
+    if not (math.isfinite(recipe.norm_lr_scale) and recipe.norm_lr_scale > 0):
+        problems.append("norm_lr_scale must be a positive number")
+    if recipe.lookahead_every < 0 or not 0 <= recipe.lookahead_alpha <= 1:
+        problems.append("lookahead_every must be >= 0 and lookahead_alpha in [0, 1]")
+    if recipe.tta_shift < 0:
+        problems.append("tta_shift must be >= 0")
+    if "flip" in recipe.augment and "altflip" in recipe.augment:
+        problems.append("augment takes flip or altflip, not both")
     if problems:
         raise XaikitError("; ".join(problems))
 
@@ -188,6 +200,8 @@ def run_lr_range_test(
     if model is None:
         torch.manual_seed(seed)
         model = spec.create(**(model_kwargs or {})).to(device)
+        if spec.init_from_data is not None:
+            spec.init_from_data(model, data)
     channels_last = to_channels_last(model, data)
     optimizer = build_optimizer(model, recipe)
     return lr_range_test(
@@ -215,6 +229,7 @@ class _Training:
     lr_test: LRFinderResult | None = None  # saved with the first epoch
     notes: list[str] = field(default_factory=list)  # printed when training starts
     hosts: list[str] = field(default_factory=list)  # of every process, under torchrun
+    spec_on_epoch_start: Callable[[nn.Module, int], None] | None = None  # the model spec's hook
 
     @property
     def recipe(self) -> Recipe:
@@ -285,7 +300,8 @@ def _train(
     with distributed.agree_on_errors():  # the data may be missing on one machine only
         data = load_data(config).to(device)
     notes = []
-    dropped = [a for a in recipe.augment if a in data.forbidden_augment]
+    forbidden = set(data.forbidden_augment) | ({"altflip"} if "flip" in data.forbidden_augment else set())
+    dropped = [a for a in recipe.augment if a in forbidden]
     if dropped:
         recipe = recipe.replace(augment=tuple(a for a in recipe.augment if a not in dropped))
         notes.append(f"data set {config.dataset!r} forbids {', '.join(dropped)}: trained without it")
@@ -300,6 +316,8 @@ def _train(
     )
     torch.manual_seed(config.seed)
     model = build_model(spec, config).to(device)
+    if spec.init_from_data is not None:
+        spec.init_from_data(model, data)
     config = config.replace(
         model_kwargs={**config.model_kwargs, "num_classes": len(data.classes)},
         channels_last=to_channels_last(model, data),
@@ -320,11 +338,13 @@ def _train(
         )
     state = _Training(folder, config, device, data, model, _new_generator(device, config.seed),
                       overwrite=overwrite, lr_test=lr_test, notes=notes,
-                      hosts=distributed.hosts() if distributed.is_distributed() else [])
+                      hosts=distributed.hosts() if distributed.is_distributed() else [],
+                      spec_on_epoch_start=spec.on_epoch_start)
     return _fit(state, show_progress, on_epoch_end)
 
 
-def _save_epoch(state: _Training, epoch: int, model: nn.Module, optimizer: Any, scheduler: Any) -> None:
+def _save_epoch(state: _Training, epoch: int, model: nn.Module, optimizer: Any, scheduler: Any,
+                lookahead: Lookahead | None) -> None:
     """Write the checkpoint and the history; at a new run's first epoch, create the run
     (replace an old one's files with ``overwrite``, write ``env.json``, then ``config.json``)."""
     first = state.resume_state is None and epoch == 1
@@ -348,6 +368,8 @@ def _save_epoch(state: _Training, epoch: int, model: nn.Module, optimizer: Any, 
         "history": state.history,
         "rng": capture_rng_state(state.generator),
     }
+    if lookahead is not None:
+        checkpoint["lookahead"] = lookahead.state_dict()
     if distributed.is_distributed():
         checkpoint["world_size"] = distributed.world_size()
     save_checkpoint(state.folder / CHECKPOINT_NAME, checkpoint)
@@ -366,6 +388,8 @@ def _fit(state: _Training, show_progress: bool | None, on_epoch_end: EpochCallba
     if shard is not None:
         check_batch_split(num_images, recipe.batch_size, shard.world)
     scheduler = build_scheduler(optimizer, recipe, steps)
+    lookahead = (Lookahead(model, recipe.lookahead_every, recipe.lookahead_alpha, recipe.epochs * steps)
+                 if recipe.lookahead_every else None)
     saved = state.resume_state
     if saved is not None:
         try:
@@ -373,6 +397,8 @@ def _fit(state: _Training, show_progress: bool | None, on_epoch_end: EpochCallba
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
             restore_rng_state(saved["rng"], state.generator)
+            if lookahead is not None:
+                lookahead.load_state_dict(saved["lookahead"])
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
             raise RunError(f"{state.folder / CHECKPOINT_NAME} does not fit model {config.model!r}: "
                            f"{' '.join(str(exc).split())[:300]}") from None
@@ -381,6 +407,11 @@ def _fit(state: _Training, show_progress: bool | None, on_epoch_end: EpochCallba
         model, trained = wrap(model, state.device, sync_bn=bool(config.sync_bn))
     net = torch.compile(trained) if config.compile else trained
     criterion, augment = _criterion(recipe), _augment(recipe)
+    altflip = AlternatingFlip(num_images, config.seed, state.device) if "altflip" in recipe.augment else None
+    after_step = None
+    if lookahead is not None:
+        def after_step() -> None:  # the scheduler has stepped: last_epoch = steps done in all
+            lookahead.after_step(model, scheduler.last_epoch)
     main = distributed.is_main()
     progress = TrainProgress(recipe.epochs, steps, state.start_epoch, enabled=show_progress, silent=not main)
     with cudnn_autotune(state.device.type == "cuda"), progress:
@@ -393,12 +424,15 @@ def _fit(state: _Training, show_progress: bool | None, on_epoch_end: EpochCallba
             progress.start_epoch(epoch)
             if shard is not None:  # randomness inside the model: per process, from (seed, epoch, rank)
                 torch.manual_seed(epoch_seed(config.seed, epoch, shard.rank))
+            if state.spec_on_epoch_start is not None:
+                state.spec_on_epoch_start(model, epoch)
             try:
                 result = train_one_epoch(
                     net, optimizer, scheduler, criterion, data.train_images, data.train_labels,
                     data.mean, data.std, augment, recipe.batch_size, state.generator,
                     epoch=epoch, bf16=bool(config.bf16), channels_last=bool(config.channels_last),
                     sync_every=state.sync_every, on_progress=progress.update_batch, shard=shard,
+                    altflip=altflip, after_step=after_step,
                 )
             except DivergedError as exc:
                 lower = f"{exc.lr / 3:.2g}" if exc.lr else "a lower value"
@@ -407,7 +441,8 @@ def _fit(state: _Training, show_progress: bool | None, on_epoch_end: EpochCallba
                         f"with a lower peak LR: {retrain} --overwrite"
                         if epoch > 1 else f"no run folder was written; retry with: {retrain}")
                 raise DivergedError(f"{exc}; {kept}") from None
-            kwargs = dict(tta=config.tta, bf16=bool(config.bf16), channels_last=bool(config.channels_last))
+            kwargs = dict(tta=config.tta, tta_shift=recipe.tta_shift, bf16=bool(config.bf16),
+                          channels_last=bool(config.channels_last))
             if shard is None:
                 test = evaluate_split(net, data.test_images, data.test_labels, data.mean, data.std, **kwargs)
             else:
@@ -422,7 +457,7 @@ def _fit(state: _Training, show_progress: bool | None, on_epoch_end: EpochCallba
             state.history.append(record)
             with distributed.agree_on_errors():  # a full disk on rank 0 stops every process
                 if main:
-                    _save_epoch(state, epoch, model, optimizer, scheduler)
+                    _save_epoch(state, epoch, model, optimizer, scheduler, lookahead)
             progress.end_epoch(dict(record))
             if on_epoch_end is not None:
                 on_epoch_end(record)
