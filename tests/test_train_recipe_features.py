@@ -116,7 +116,7 @@ def test_triangular_schedule_matches_its_formula_per_group() -> None:
     model = HookedNet()
     recipe = ALL_FEATURES
     optimizer = build_optimizer(model, recipe)
-    norm_group, other_group = optimizer.param_groups
+    other_group, norm_group = optimizer.param_groups
     assert {id(p) for p in norm_group["params"]} == {id(model.norm.weight), id(model.norm.bias)}
     assert norm_group["peak_lr"] == pytest.approx(8 * other_group["peak_lr"])
     # the decay per step (lr x weight_decay) is the same in both groups
@@ -126,7 +126,7 @@ def test_triangular_schedule_matches_its_formula_per_group() -> None:
     warmup = int(steps * recipe.pct_start)
     lrs = []
     for _ in range(steps):
-        lrs.append([g["lr"] for g in optimizer.param_groups])
+        lrs.append([g["lr"] for g in optimizer.param_groups][::-1])
         optimizer.step()
         scheduler.step()
     for step, (norm_lr, other_lr) in enumerate(lrs):
@@ -146,7 +146,7 @@ def test_parameter_groups_keep_every_parameter_once() -> None:
     groups = parameter_groups(model, 4.0)
     ids = [id(p) for g, _ in groups for p in g]
     assert sorted(ids) == sorted(id(p) for p in model.parameters())
-    assert [scale for _, scale in groups] == [4.0, 1.0]
+    assert [scale for _, scale in groups] == [1.0, 4.0]
 
 
 def test_alternating_flip_shows_each_image_both_ways_in_two_epochs() -> None:

@@ -79,15 +79,16 @@ _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalRe
 
 def parameter_groups(model: nn.Module, norm_lr_scale: float = 1.0) -> list[tuple[list[nn.Parameter], float]]:
     """The trainable parameters as ``(params, lr scale)`` groups: one group at scale 1, or, when
-    ``norm_lr_scale != 1``, the normalisation layers' parameters (BatchNorm, GroupNorm,
-    LayerNorm...) at that scale and the rest at 1 (empty groups left out). Parameters that do
+    ``norm_lr_scale != 1``, the others at 1 first (the LR the history records) and then the
+    normalisation layers' parameters (BatchNorm, GroupNorm, LayerNorm...) at that scale (empty
+    groups left out). Parameters that do
     not require gradients now are included: a model may unfreeze them between epochs."""
     if norm_lr_scale == 1.0:
         return [(list(model.parameters()), 1.0)]
     norm_ids = {id(p) for m in model.modules() if isinstance(m, _NORMS) for p in m.parameters(recurse=False)}
     norms = [p for p in model.parameters() if id(p) in norm_ids]
     others = [p for p in model.parameters() if id(p) not in norm_ids]
-    return [(group, scale) for group, scale in ((norms, norm_lr_scale), (others, 1.0)) if group]
+    return [(group, scale) for group, scale in ((others, 1.0), (norms, norm_lr_scale)) if group]
 
 
 def epoch_batches(
