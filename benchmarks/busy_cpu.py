@@ -10,11 +10,14 @@ busy / quiet. A fair share of the cores would make the ratio about ``(threads + 
 threads`` once ``threads + busy`` exceeds the cores (2 with 2 threads and 2 busy processes on 2
 cores). The cases:
 
-* ``spin``: torch's default here, OpenMP threads that busy-wait between parallel regions
-  (``OMP_WAIT_POLICY`` unset; GNU OpenMP spins for a while before sleeping);
-* ``passive``: ``OMP_WAIT_POLICY=PASSIVE``, threads that sleep at once; what ``xaikit`` sets
-  for itself when started from its command line (:mod:`xaikit.threads`);
+* ``spin``: torch's default, OpenMP threads that busy-wait at the end of every parallel region
+  (GNU OpenMP spins 300,000 times before it sleeps);
+* ``xaikit``: ``import xaikit`` before torch, as every ``xaikit`` command does: it sets
+  ``GOMP_SPINCOUNT=1000`` (a short spin, then sleep);
+* ``passive``: ``OMP_WAIT_POLICY=PASSIVE``, threads that sleep at once;
 * ``one-thread``: ``torch.set_num_threads(1)``.
+
+The children start from this environment without any OpenMP variable, plus the case's own.
 
 Do not run it beside other work: the point is a controlled competing load.
 """
@@ -31,12 +34,17 @@ import time
 
 CASES = {
     "spin": {},
+    "xaikit": {"XAIKIT_BENCH_IMPORT_XAIKIT_FIRST": "1"},
     "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
     "one-thread": {"XAIKIT_BENCH_THREADS": "1"},
 }
+OPENMP_VARIABLES = ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "OMP_NUM_THREADS")
 
 CHILD = r"""
-import json, os, sys, time, torch
+import os
+if os.environ.get("XAIKIT_BENCH_IMPORT_XAIKIT_FIRST"):
+    import xaikit  # as every xaikit command does: before torch
+import json, sys, time, torch
 threads = os.environ.get("XAIKIT_BENCH_THREADS")
 if threads:
     torch.set_num_threads(int(threads))
@@ -79,7 +87,8 @@ def run_case(env: dict[str, str], model: str, images: int, busy: int) -> dict[st
     time.sleep(0.5 if busy else 0)
     try:
         out = subprocess.run(
-            [sys.executable, "-c", CHILD, model, str(images)], env={**os.environ, **env},
+            [sys.executable, "-c", CHILD, model, str(images)],
+            env={**{k: v for k, v in os.environ.items() if k not in OPENMP_VARIABLES}, **env},
             check=True, capture_output=True, text=True,
         ).stdout
     finally:

@@ -112,13 +112,13 @@ def require(module: str) -> None:
         pytest.skip(f"{module} is not installed (pip install 'xaikit[serve]')")
 
 
-def chromium() -> str:
-    """Debian's Chromium; skip without it (fail in CI), as the report's browser test does."""
+def chromium(purpose: str = "run the explorer") -> str:
+    """Debian's Chromium; skip without it, but fail in CI (CI=true), which must ``purpose``."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found:
         return found
     if os.environ.get("CI"):
-        pytest.fail("chromium is not installed (run `make chromium`); CI must run the explorer")
+        pytest.fail(f"chromium is not installed (run `make chromium`); CI must {purpose}")
     pytest.skip("chromium is not installed (run `make chromium`)")
 
 

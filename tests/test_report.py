@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from serve_support import chromium
 from torch import nn
 from typer.testing import CliRunner
 
@@ -334,17 +335,8 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    if os.environ.get("CI"):
-        pytest.fail("chromium is not installed (run `make chromium`); CI must render the report")
-    pytest.skip("chromium is not installed (run `make chromium`)")
-
-
 def test_page_renders_in_headless_chromium(page, tmp_path):
-    browser = _chromium()
+    browser = chromium("render the report")
     policy = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', page)
     assert policy, "the page declares its content security policy"
     checked = page.replace(policy.group(1), policy.group(1) + "; script-src 'unsafe-inline'")

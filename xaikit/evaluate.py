@@ -223,7 +223,8 @@ def evaluate_run(
     Returns:
         The metrics: ``accuracy``, ``per_class``, ``macro_avg``, ``confusion_matrix``,
         ``misclassified`` (test indices), ``loss``, ``num_test``, ``device``, ``evaluated``,
-        and ``tta_accuracy`` with ``tta``.
+        and ``tta_accuracy`` and ``tta_views`` (2: the image and its mirror; 6: also shifted, where
+        the recipe sets ``tta_shift``) with ``tta``.
     """
     device = rank_device(device)
     model = load_model(run, device)
@@ -239,6 +240,7 @@ def evaluate_run(
         tta_probs = predict_sharded(model, data.test_images, data.mean, data.std, device=device,
                                     tta=True, tta_shift=shift)
         metrics["tta_accuracy"] = (tta_probs.argmax(dim=1) == labels).float().mean().item()
+        metrics["tta_views"] = 6 if shift else 2
     metrics["num_test"] = int(labels.shape[0])
     metrics["device"] = str(device)
     metrics["evaluated"] = now_iso()
@@ -274,6 +276,7 @@ class Metrics(TypedDict):
     device: str
     evaluated: str
     tta_accuracy: NotRequired[pydantic.confloat(ge=0, le=1)]  # type: ignore[valid-type]
+    tta_views: NotRequired[pydantic.conint(ge=2)]  # type: ignore[valid-type]
 
 
 _METRICS_ADAPTER = pydantic.TypeAdapter(Metrics)

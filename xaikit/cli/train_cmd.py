@@ -55,7 +55,7 @@ def train_command(
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this folder from its checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run files in an existing --out folder."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
-    tta: bool = typer.Option(False, "--tta", help="Also report test accuracy with flip TTA."),
+    tta: bool = typer.Option(False, "--tta", help="Also record test accuracy with test-time augmentation each epoch (flip; multi-crop where the recipe sets tta_shift)."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (default: on for CUDA)."),
     model_arg: list[str] = typer.Option([], "--model-arg", help="KEY=VALUE for the model factory; repeatable."),
     sync_bn: bool = typer.Option(

@@ -150,7 +150,7 @@ def training_curves(history: Sequence[Mapping[str, Any]], path: Path) -> Path:
             ms=3,
             color=TEST_COLOUR,
             alpha=0.6,
-            label="test, flip TTA",
+            label="test, TTA",
         )
     loss_ax.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
     acc_ax.set(title="Accuracy", xlabel="epoch", ylabel="accuracy")

@@ -275,7 +275,9 @@ def evaluation_section(
     total = metrics.get("num_test", macro["support"])
     extra = ""
     if "tta_accuracy" in metrics:
-        extra = f" With flip TTA: <strong>{metrics['tta_accuracy']:.2%}</strong>."
+        views = metrics.get("tta_views", 2)
+        kind = "flip TTA" if views == 2 else f"multi-crop TTA ({views} views)"
+        extra = f" With {kind}: <strong>{metrics['tta_accuracy']:.2%}</strong>."
     loss = f", loss {metrics['loss']:.4f}" if "loss" in metrics else ""
     body = (
         f"<p>Test accuracy <strong>{metrics['accuracy']:.2%}</strong> ({total - wrong:,} of "
