@@ -434,12 +434,7 @@ def test_bf16_and_channels_last_training_on_the_cpu_gives_a_loadable_run(tiny, t
     assert config["bf16"] is True and config["channels_last"] is True
     assert math.isfinite(json.loads((folder / "history.json").read_text())[0]["train_loss"])
     model = load_model(load_run(folder))
-    # explain and evaluate get the model as it trained: channels_last, the same function
-    assert model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
-    x = torch.randn(5, 3, 32, 32)
-    nchw = TinyNet()
-    nchw.load_state_dict(model.state_dict())
-    torch.testing.assert_close(model(x), nchw.eval()(x), rtol=1e-5, atol=1e-6)
+    assert model.features[0].weight.is_contiguous()  # explain and evaluate get an NCHW model
 
 
 def test_optimizers_use_the_fused_kernels():

@@ -115,10 +115,11 @@ def load_run(path: str | Path) -> Run:
 def load_model(run: Run, device: str | torch.device = "cpu") -> nn.Module:
     """Build the run's model, load ``checkpoint.pt`` (``weights_only=True``), set eval mode.
 
-    A model that trained in channels_last (``config.channels_last``, probed by the trainer) is
-    returned in it: every later forward pass (evaluate, explain, report, serve) then runs its
-    convolutions on NHWC tensors, which oneDNN takes without reordering each call (ULTIMUS's
-    forward pass on 2 CPU cores: 10,500 images/s at batch 64 instead of 5,500).
+    The model comes back in the default (NCHW) memory format even when it trained in
+    channels_last: a channels_last ULTIMUS runs a plain forward pass 1.9x faster on 2 CPU cores,
+    but ``explain --method all`` took longer with it (5 min 49-57 s against 5 min 35 s; ROAD's
+    and LIME's batches got slower), so only the gradient CAMs feed it NHWC images
+    (:meth:`~xaikit.attribution.base.Attribution.forward_with_layer`).
 
     Raises:
         RunError: no checkpoint, a checkpoint of another model, a shape mismatch, or
@@ -142,8 +143,6 @@ def load_model(run: Run, device: str | torch.device = "cpu") -> nn.Module:
     bad = [k for k, v in checkpoint["model"].items() if v.is_floating_point() and not bool(v.isfinite().all())]
     if bad:
         raise RunError(f"{run.checkpoint_path} holds non-finite weights (in {bad[0]})")
-    if run.config.channels_last:
-        model.to(memory_format=torch.channels_last)
     return model.to(device).eval()
 
 
