@@ -71,10 +71,16 @@ class FaultyNet(nn.Module):
         return out
 
 
+def freeze_conv1_from_epoch_2(model: nn.Module, epoch: int) -> None:
+    model.conv1.weight.requires_grad_(epoch < 2)
+
+
 class DDPTestModels:
     @hookimpl
     def register_models(self, register):
         register(ModelSpec("ddp-tiny", FaultyNet, "conv2", recipe=RECIPE))
+        register(ModelSpec("ddp-freezing", FaultyNet, "conv2", recipe=RECIPE,
+                           on_epoch_start=freeze_conv1_from_epoch_2))
 
 
 def _main() -> None:
@@ -269,3 +275,21 @@ def test_two_nodes_on_localhost_train_into_one_run_folder(tmp_path):
 
 if __name__ == "__main__":
     _main()
+
+
+def test_a_model_that_changes_its_trained_parameters_stops_under_ddp_with_one_line(tmp_path):
+    """DistributedDataParallel is built for one set of trained parameters; a model spec's
+    ``on_epoch_start`` that freezes one (airbench94 freezes its whitening bias after epoch 3)
+    stops every process with one line that says how to go on, and epoch 1 stays saved."""
+    out = tmp_path / "run"
+    args = ["train", "ddp-freezing", "--dataset", "synthetic", "--subset", str(SUBSET),
+            "--device", "cpu", "--out", str(out)]
+    proc = torchrun(args, 2, tmp_path)
+    assert proc.returncode != 0
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("[rank")]
+    errors = [line for line in ours if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("[rank0]: error: ddp-freezing's on_epoch_start "
+                                                     "changed which parameters train at epoch 2"), ours
+    assert f"xaikit train --resume {out}" in errors[0]
+    assert not [line for line in ours if "Traceback" in line]
+    assert [h["epoch"] for h in history(out)] == [1]

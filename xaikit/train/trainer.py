@@ -378,6 +378,10 @@ def _save_epoch(state: _Training, epoch: int, model: nn.Module, optimizer: Any, 
         write_config(state.folder, state.config)  # last: a folder with a config is a run
 
 
+def _trainable(model: nn.Module) -> set[str]:
+    return {name for name, p in model.named_parameters() if p.requires_grad}
+
+
 def _fit(state: _Training, show_progress: bool | None, on_epoch_end: EpochCallback | None) -> Path:
     recipe, data, config = state.recipe, state.data, state.config
     model = state.model
@@ -406,6 +410,7 @@ def _fit(state: _Training, show_progress: bool | None, on_epoch_end: EpochCallba
     if shard is not None:  # the converted model shares the parameters the optimizer holds
         model, trained = wrap(model, state.device, sync_bn=bool(config.sync_bn))
     net = torch.compile(trained) if config.compile else trained
+    trainable = _trainable(model)  # what DistributedDataParallel was built for
     criterion, augment = _criterion(recipe), _augment(recipe)
     altflip = AlternatingFlip(num_images, config.seed, state.device) if "altflip" in recipe.augment else None
     after_step = None
@@ -426,6 +431,12 @@ def _fit(state: _Training, show_progress: bool | None, on_epoch_end: EpochCallba
                 torch.manual_seed(epoch_seed(config.seed, epoch, shard.rank))
             if state.spec_on_epoch_start is not None:
                 state.spec_on_epoch_start(model, epoch)
+                if shard is not None and _trainable(model) != trainable:
+                    raise XaikitError(
+                        f"{config.model}'s on_epoch_start changed which parameters train at epoch "
+                        f"{epoch}, which DistributedDataParallel cannot follow; continue in one "
+                        f"process: xaikit train --resume {state.folder}"
+                    )
             try:
                 result = train_one_epoch(
                     net, optimizer, scheduler, criterion, data.train_images, data.train_labels,
