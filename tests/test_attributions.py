@@ -51,6 +51,54 @@ def test_an_in_place_op_after_the_layer_does_not_change_the_recorded_activation(
     torch.testing.assert_close(activation, expected)
 
 
+class ViewHead(nn.Module):
+    """conv - ReLU, then ``x.view(len(x), -1)``: it cannot take channels_last tensors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+        self.fc = nn.Linear(2 * 6 * 6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.relu(self.conv(x))
+        return self.fc(a.view(len(a), -1))
+
+
+def test_gradient_cams_give_the_nchw_result_on_channels_last_input_and_on_models_that_cannot_take_it(
+    plugin_manager,
+):
+    """On the CPU the gradient CAMs feed the model NHWC images (faster in oneDNN); the maps are
+    those of the plain NCHW pass, and a model that raises on NHWC tensors is run again on NCHW."""
+    import xaikit
+
+    torch.manual_seed(0)
+    x, target = torch.randn(3, 3, 6, 6), torch.tensor([0, 2, 1])
+    model = ViewHead().eval()
+    with pytest.raises(RuntimeError, match="view"):
+        model(x.contiguous(memory_format=torch.channels_last))
+    method = xaikit.get_attribution("gradcam")(model, layer="conv")
+    activation, grad, logits = method.forward_with_layer(x, target)
+    x_leaf = x.clone()
+    a = model.conv(x_leaf)
+    a.retain_grad()
+    out = model.fc(torch.relu(a).view(len(a), -1))
+    out.gather(1, target[:, None]).sum().backward()
+    torch.testing.assert_close(activation, a.detach())
+    torch.testing.assert_close(grad, a.grad)
+    torch.testing.assert_close(logits, out.detach())
+    assert hooks_left(model) == [] and torch.is_grad_enabled()
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 3)).eval()
+    maps = xaikit.get_attribution("gradcam")(conv, layer="0")(x, target)
+    with torch.no_grad():  # Grad-CAM by hand on the NCHW pass
+        act = conv[0](x)
+    act.requires_grad_(True)
+    score = conv[4](conv[3](conv[2](conv[1](act)))).gather(1, target[:, None]).sum()
+    (g,) = torch.autograd.grad(score, act)
+    expected = torch.relu((g.mean(dim=(2, 3), keepdim=True) * act).sum(1)).detach()
+    torch.testing.assert_close(maps, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_given_targets_cost_no_extra_forward_pass(plugin_manager):
     """Before: every call ran one more forward pass only to validate the targets."""
     import xaikit
