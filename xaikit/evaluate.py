@@ -108,11 +108,18 @@ def predict(
     if not tta:
         log_p = _log_probs(model, images, mean, std, flip=False, **kwargs)
         return log_p if log else log_p.exp()
-    views = [(0, 0.5), (tta_shift, 0.25), (-tta_shift, 0.25)] if tta_shift else [(0, 1.0)]
-    parts = [_log_probs(model, images, mean, std, flip=flip, shift=shift, **kwargs) + math.log(weight / 2)
-             for shift, weight in views for flip in (False, True)]
+    parts = [_log_probs(model, images, mean, std, flip=flip, shift=shift, **kwargs) + math.log(weight)
+             for shift, flip, weight in tta_views(tta_shift)]
     log_p = torch.logsumexp(torch.stack(parts), dim=0)
     return log_p if log else log_p.exp()
+
+
+def tta_views(shift: int) -> list[tuple[int, bool, float]]:
+    """The test-time augmentation views of :func:`predict` as ``(shift, flip, weight)``: the image
+    and its mirror (1/2 each), or with ``shift > 0`` those two at 1/4 each and both translated by
+    ``shift`` pixels down-right and up-left at 1/8 each."""
+    crops = [(0, 0.5), (shift, 0.25), (-shift, 0.25)] if shift else [(0, 1.0)]
+    return [(s, flip, weight / 2) for s, weight in crops for flip in (False, True)]
 
 
 def predict_sharded(
@@ -240,7 +247,7 @@ def evaluate_run(
         tta_probs = predict_sharded(model, data.test_images, data.mean, data.std, device=device,
                                     tta=True, tta_shift=shift)
         metrics["tta_accuracy"] = (tta_probs.argmax(dim=1) == labels).float().mean().item()
-        metrics["tta_views"] = 6 if shift else 2
+        metrics["tta_views"] = len(tta_views(shift))
     metrics["num_test"] = int(labels.shape[0])
     metrics["device"] = str(device)
     metrics["evaluated"] = now_iso()
