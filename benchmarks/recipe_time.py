@@ -27,12 +27,11 @@ import torch
 
 
 def time_recipe(name: str, steps: int, images: int = 50_000) -> dict[str, float]:
-    from xaikit.data import AlternatingFlip, BatchAugment
+    from xaikit.data import BatchAugment
     from xaikit.registry import get_model_spec
     from xaikit.schedule import build_scheduler, steps_per_epoch
     from xaikit.specs import DataBundle
-    from xaikit.train.lookahead import Lookahead
-    from xaikit.train.loop import build_optimizer, train_one_epoch
+    from xaikit.train.loop import build_optimizer, recipe_extras, train_one_epoch
 
     spec = get_model_spec(name)
     recipe = spec.recipe
@@ -50,10 +49,9 @@ def time_recipe(name: str, steps: int, images: int = 50_000) -> dict[str, float]
     optimizer = build_optimizer(model, recipe)
     per_epoch = steps_per_epoch(images, recipe.batch_size)
     scheduler = build_scheduler(optimizer, recipe, per_epoch)
-    lookahead = (Lookahead(model, recipe.lookahead_every, recipe.lookahead_alpha, recipe.epochs * per_epoch)
-                 if recipe.lookahead_every else None)
+    _lookahead, after_step, altflip = recipe_extras(model, recipe, scheduler, images, 0,
+                                                    torch.device("cpu"))
     augment = BatchAugment.from_recipe(recipe) if recipe.augment else None
-    altflip = AlternatingFlip(images, 0) if "altflip" in recipe.augment else None
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
 
     def run(n: int) -> float:
@@ -63,7 +61,7 @@ def time_recipe(name: str, steps: int, images: int = 50_000) -> dict[str, float]
             model, optimizer, scheduler, criterion, data.train_images[:subset],
             data.train_labels[:subset], data.mean, data.std, augment, recipe.batch_size,
             torch.Generator().manual_seed(0), epoch=1, channels_last=True, altflip=altflip,
-            after_step=(lambda: lookahead.after_step(model, scheduler.last_epoch)) if lookahead else None,
+            after_step=after_step,
         )
         return time.perf_counter() - started
 

@@ -22,6 +22,7 @@ from xaikit.errors import DivergedError
 from xaikit.device import autocast
 from xaikit.schedule import steps_per_epoch
 from xaikit.specs import Recipe
+from xaikit.train.lookahead import Lookahead
 from xaikit.train.shard import Shard, shard_batch
 
 
@@ -89,6 +90,25 @@ def parameter_groups(model: nn.Module, norm_lr_scale: float = 1.0) -> list[tuple
     norms = [p for p in model.parameters() if id(p) in norm_ids]
     others = [p for p in model.parameters() if id(p) not in norm_ids]
     return [(group, scale) for group, scale in ((others, 1.0), (norms, norm_lr_scale)) if group]
+
+
+def recipe_extras(
+    model: nn.Module, recipe: Recipe, scheduler: torch.optim.lr_scheduler.LRScheduler,
+    num_images: int, seed: int, device: torch.device,
+) -> tuple[Lookahead | None, Callable[[], None] | None, AlternatingFlip | None]:
+    """What ``recipe`` adds around the plain training step: its lookahead (``None`` if off), the
+    callback that steps it after every optimizer and schedule step (for ``train_one_epoch``'s
+    ``after_step``) and its alternating flip (``None`` without ``"altflip"``)."""
+    lookahead = after_step = None
+    if recipe.lookahead_every:
+        total = recipe.epochs * steps_per_epoch(num_images, recipe.batch_size)
+        lookahead = Lookahead(model, recipe.lookahead_every, recipe.lookahead_alpha, total)
+
+        def after_step() -> None:  # the scheduler has stepped: last_epoch = steps done in all
+            lookahead.after_step(model, scheduler.last_epoch)
+
+    altflip = AlternatingFlip(num_images, seed, device) if "altflip" in recipe.augment else None
+    return lookahead, after_step, altflip
 
 
 def epoch_batches(

@@ -102,8 +102,7 @@ def _resume(
     model = build_model(run.spec, config).to(target)
     channels_last = bool(config.channels_last) and to_channels_last(model, data)
     config = config.replace(channels_last=channels_last)
-    state = _Training(run.path, config, target, data, model, _new_generator(target, config.seed),
-                      spec_on_epoch_start=run.spec.on_epoch_start)
+    state = _Training(run.path, config, target, data, model, _new_generator(target, config.seed))
     state.start_epoch = int(checkpoint["epoch"]) + 1
     state.history = list(checkpoint.get("history", []))
     state.resume_state = checkpoint

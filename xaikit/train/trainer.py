@@ -40,10 +40,9 @@ from xaikit.run import (
     LOCK_NAME, check_output_folder, is_run_folder, load_data, now_iso, run_lock,
     save_checkpoint, write_config,
 )
-from xaikit.data import AlternatingFlip
 from xaikit.specs import DataBundle, ModelSpec, Recipe
 from xaikit.train.loop import (
-    build_optimizer, cudnn_autotune, train_one_epoch,
+    build_optimizer, cudnn_autotune, recipe_extras, train_one_epoch,
 )
 from xaikit.schedule import build_scheduler, steps_per_epoch
 from xaikit.train.lookahead import Lookahead
@@ -229,7 +228,6 @@ class _Training:
     lr_test: LRFinderResult | None = None  # saved with the first epoch
     notes: list[str] = field(default_factory=list)  # printed when training starts
     hosts: list[str] = field(default_factory=list)  # of every process, under torchrun
-    spec_on_epoch_start: Callable[[nn.Module, int], None] | None = None  # the model spec's hook
 
     @property
     def recipe(self) -> Recipe:
@@ -338,8 +336,7 @@ def _train(
         )
     state = _Training(folder, config, device, data, model, _new_generator(device, config.seed),
                       overwrite=overwrite, lr_test=lr_test, notes=notes,
-                      hosts=distributed.hosts() if distributed.is_distributed() else [],
-                      spec_on_epoch_start=spec.on_epoch_start)
+                      hosts=distributed.hosts() if distributed.is_distributed() else [])
     return _fit(state, show_progress, on_epoch_end)
 
 
@@ -392,8 +389,8 @@ def _fit(state: _Training, show_progress: bool | None, on_epoch_end: EpochCallba
     if shard is not None:
         check_batch_split(num_images, recipe.batch_size, shard.world)
     scheduler = build_scheduler(optimizer, recipe, steps)
-    lookahead = (Lookahead(model, recipe.lookahead_every, recipe.lookahead_alpha, recipe.epochs * steps)
-                 if recipe.lookahead_every else None)
+    lookahead, after_step, altflip = recipe_extras(model, recipe, scheduler, num_images, config.seed,
+                                                   state.device)
     saved = state.resume_state
     if saved is not None:
         try:
@@ -412,11 +409,7 @@ def _fit(state: _Training, show_progress: bool | None, on_epoch_end: EpochCallba
     net = torch.compile(trained) if config.compile else trained
     trainable = _trainable(model)  # what DistributedDataParallel was built for
     criterion, augment = _criterion(recipe), _augment(recipe)
-    altflip = AlternatingFlip(num_images, config.seed, state.device) if "altflip" in recipe.augment else None
-    after_step = None
-    if lookahead is not None:
-        def after_step() -> None:  # the scheduler has stepped: last_epoch = steps done in all
-            lookahead.after_step(model, scheduler.last_epoch)
+    on_epoch_start = get_model_spec(config.model).on_epoch_start
     main = distributed.is_main()
     progress = TrainProgress(recipe.epochs, steps, state.start_epoch, enabled=show_progress, silent=not main)
     with cudnn_autotune(state.device.type == "cuda"), progress:
@@ -429,8 +422,8 @@ def _fit(state: _Training, show_progress: bool | None, on_epoch_end: EpochCallba
             progress.start_epoch(epoch)
             if shard is not None:  # randomness inside the model: per process, from (seed, epoch, rank)
                 torch.manual_seed(epoch_seed(config.seed, epoch, shard.rank))
-            if state.spec_on_epoch_start is not None:
-                state.spec_on_epoch_start(model, epoch)
+            if on_epoch_start is not None:
+                on_epoch_start(model, epoch)
                 if shard is not None and _trainable(model) != trainable:
                     raise XaikitError(
                         f"{config.model}'s on_epoch_start changed which parameters train at epoch "
