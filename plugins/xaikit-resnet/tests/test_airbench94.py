@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from xaikit.data.synthetic import load_synthetic
 from xaikit_resnet.airbench94 import (
-    WHITEN_EPS, Airbench94, airbench94, init_from_data, on_epoch_start, whitening_weights,
+    WHITEN_EPS, Airbench94, airbench94, init_from_data, on_epoch_start, whitening_sample,
+    whitening_weights,
 )
 
 
@@ -54,9 +55,19 @@ def test_init_from_data_and_the_whitening_bias_schedule(tmp_path) -> None:
     init_from_data(model, data)
     from xaikit.data import normalize
 
-    expected = whitening_weights(normalize(data.train_images[:5000], data.mean, data.std))
+    sample = whitening_sample(len(data.train_images))
+    expected = whitening_weights(normalize(data.train_images[sample], data.mean, data.std))
     torch.testing.assert_close(model.whiten.weight, expected)
     on_epoch_start(model, 3)
     assert model.whiten.bias.requires_grad
     on_epoch_start(model, 4)
     assert not model.whiten.bias.requires_grad
+
+
+def test_the_whitening_sample_spans_a_class_sorted_training_set() -> None:
+    # an ImageFolder bundle lists the classes in order: 5,000 airplanes first on CIFAR-10
+    labels = torch.arange(10).repeat_interleave(5000)
+    sample = whitening_sample(len(labels))
+    assert len(sample) == 5000 and len(set(sample.tolist())) == 5000
+    assert labels[sample].bincount(minlength=10).tolist() == [500] * 10
+    assert whitening_sample(300).tolist() == list(range(300))  # fewer images than 5,000: all

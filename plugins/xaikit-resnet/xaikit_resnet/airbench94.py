@@ -16,7 +16,8 @@ Architecture (``padding="same"`` 3x3 convolutions without bias; BatchNorm with a
     head    Linear(256->10, no bias), logits * 1/9
 
 * **Patch whitening** (the first layer): its 24 filters are the 12 eigenvectors of the
-  covariance of the 2x2x3 patches of 5,000 (normalised) training images, each divided by
+  covariance of the 2x2x3 patches of 5,000 (normalised) training images spread evenly over the
+  training set (the paper's first 5,000 of CIFAR-10's shuffled order), each divided by
   ``sqrt(eigenvalue + 5e-4)``, and their negatives. The weights are set from the data before
   the first step (:func:`init_from_data`, the trainer's ``ModelSpec.init_from_data`` hook)
   and never trained; the bias is trained for the first 3 epochs, then frozen
@@ -161,11 +162,20 @@ def whitening_weights(images: Tensor, patch: int = WHITEN_PATCH, eps: float = WH
     return torch.cat([filters, -filters]).float()
 
 
+def whitening_sample(num_images: int, size: int = WHITEN_IMAGES) -> Tensor:
+    """The indices of the ``size`` training images the whitening is computed from: evenly spaced
+    over the whole training set. The paper takes the first 5,000 of CIFAR-10's shuffled order;
+    an ImageFolder bundle is sorted by class, where the first 5,000 would all be airplanes."""
+    return torch.linspace(0, num_images - 1, min(size, num_images)).round().long()
+
+
 def init_from_data(model: nn.Module, data: DataBundle) -> None:
-    """Set the whitening layer from the first 5,000 training images of ``data``, normalised."""
+    """Set the whitening layer from 5,000 training images of ``data`` spread over the whole set
+    (:func:`whitening_sample`), normalised."""
     if not isinstance(model, Airbench94):
         raise TypeError(f"init_from_data expects an Airbench94, got {type(model).__name__}")
-    images = normalize(data.train_images[:WHITEN_IMAGES], data.mean, data.std)
+    sample = whitening_sample(data.train_images.shape[0])
+    images = normalize(data.train_images[sample], data.mean, data.std)
     with torch.no_grad():
         weights = whitening_weights(images.to(model.whiten.weight.device))
         model.whiten.weight.copy_(weights.to(model.whiten.weight.dtype))
