@@ -99,6 +99,37 @@ def test_gradient_cams_give_the_nchw_result_on_channels_last_input_and_on_models
     torch.testing.assert_close(maps, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_forward_nhwc_feeds_channels_last_and_remembers_a_model_that_cannot_take_it() -> None:
+    """The perturbation methods and metrics run the model through ``forward_nhwc``: the same
+    logits as ``model(x)``, NHWC input on the CPU, and a model that raises on NHWC tensors runs
+    on NCHW, tried once only."""
+    from xaikit.modules import forward_nhwc
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 6, 6)
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 3)).eval()
+    seen = []
+    conv[0].register_forward_pre_hook(
+        lambda _m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    with torch.no_grad():
+        torch.testing.assert_close(forward_nhwc(conv, x), conv[4](conv[3](conv[2](conv[1](
+            torch.nn.functional.conv2d(x, conv[0].weight, conv[0].bias, padding=1))))))
+    assert seen == [True]
+    view = ViewHead().eval()
+    calls = []
+    view.conv.register_forward_pre_hook(lambda *_: calls.append(1))
+    retried = []
+    with torch.no_grad():
+        expected = view(x)
+        calls.clear()
+        torch.testing.assert_close(forward_nhwc(view, x, on_retry=lambda: retried.append(1)), expected)
+        assert len(calls) == 2 and retried == [1]  # NHWC failed, NCHW ran
+        calls.clear()
+        torch.testing.assert_close(forward_nhwc(view, x), expected)
+        assert len(calls) == 1  # remembered: straight to NCHW
+
+
 def test_given_targets_cost_no_extra_forward_pass(plugin_manager):
     """Before: every call ran one more forward pass only to validate the targets."""
     import xaikit

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from xaikit.attribution.base import TargetLike, resolve_targets
 from xaikit.errors import XaikitError
-from xaikit.modules import model_device, module_mode
+from xaikit.modules import forward_nhwc, model_device, module_mode
 
 
 def check_maps(x: Tensor, maps: Tensor) -> None:
@@ -32,8 +32,9 @@ def prepare(model: nn.Module, x: Tensor, target: TargetLike) -> tuple[Tensor, Te
 
 
 def target_probability(model: nn.Module, batch: Tensor, targets: Tensor) -> Tensor:
-    """``softmax(model(batch))[i, targets[i]]`` per image (call in eval mode, no grad)."""
-    p = F.softmax(model(batch).float(), dim=1)
+    """``softmax(model(batch))[i, targets[i]]`` per image (call in eval mode, no grad; the
+    batch goes in channels_last on a CPU, :func:`xaikit.modules.forward_nhwc`)."""
+    p = F.softmax(forward_nhwc(model, batch).float(), dim=1)
     return p.gather(1, targets[:, None])[:, 0]
 
 

@@ -60,7 +60,7 @@ class FeatureAblation(Attribution):
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:
         with captum_call(self.model):
-            maps = _CaptumFeatureAblation(self.model).attribute(
+            maps = _CaptumFeatureAblation(self.model_forward).attribute(
                 x,
                 baselines=0.0,
                 target=target,

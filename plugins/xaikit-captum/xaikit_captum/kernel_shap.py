@@ -77,7 +77,7 @@ class KernelShap(Attribution):
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:
         mask = patch_mask(x.shape, self.patch, x.device)
-        explainer = _CaptumKernelShap(self.model)
+        explainer = _CaptumKernelShap(self.model_forward)
 
         def one(image: Tensor, label: Tensor, _i: int) -> Tensor:
             return explainer.attribute(

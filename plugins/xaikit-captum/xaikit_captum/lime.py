@@ -97,7 +97,7 @@ class Lime(Attribution):
         mask = patch_mask(x.shape, self.patch, x.device)
 
         def one(image: Tensor, label: Tensor, _i: int) -> Tensor:
-            explainer = _CaptumLime(self.model, interpretable_model=self.surrogate())
+            explainer = _CaptumLime(self.model_forward, interpretable_model=self.surrogate())
             return explainer.attribute(
                 image,
                 baselines=0.0,

@@ -60,7 +60,7 @@ class Occlusion(Attribution):
                 f"occlusion window {self.window} is larger than the {height}x{width} image"
             )
         with captum_call(self.model):
-            maps = _CaptumOcclusion(self.model).attribute(
+            maps = _CaptumOcclusion(self.model_forward).attribute(
                 x,
                 sliding_window_shapes=(channels, self.window, self.window),
                 strides=(channels, self.stride, self.stride),

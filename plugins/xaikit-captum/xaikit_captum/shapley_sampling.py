@@ -74,7 +74,7 @@ class ShapleyValueSampling(Attribution):
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:
         with captum_call(self.model), seeded(self.seed, x.device):
-            maps = _CaptumShapleyValueSampling(self.model).attribute(
+            maps = _CaptumShapleyValueSampling(self.model_forward).attribute(
                 x,
                 baselines=0.0,
                 target=target,

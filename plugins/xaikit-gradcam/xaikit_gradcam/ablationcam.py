@@ -90,6 +90,6 @@ class AblationCAM(ActivationCAM):
             for start in range(0, rows, self.chunk_size):
                 chunk = slice(start, start + self.chunk_size)
                 current["channels"] = channel_of[chunk]
-                logits = self.model(x[image_of[chunk]]).float()
+                logits = self.model_forward(x[image_of[chunk]]).float()
                 scores[chunk] = logits.gather(1, target[image_of[chunk]][:, None])[:, 0]
         return scores.reshape(batch, channels)

@@ -122,7 +122,7 @@ class ScoreCAM(ActivationCAM):
         scores = torch.empty(batch * channels, device=x.device, dtype=torch.float32)
         for start in range(0, batch * channels, self.chunk_size):
             rows = slice(start, start + self.chunk_size)
-            logits = self.model(x[image_of[rows]] * flat_masks[rows]).float()
+            logits = self.model_forward(x[image_of[rows]] * flat_masks[rows]).float()
             if self.score != "softmax-logits":
                 logits = torch.softmax(logits, dim=1)
             scores[rows] = logits.gather(1, flat_targets[rows])[:, 0]

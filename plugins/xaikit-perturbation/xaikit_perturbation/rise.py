@@ -110,7 +110,7 @@ class Rise(Attribution):
             for start in range(0, self.n_masks, per_pass):
                 chunk = masks[start : start + per_pass]  # [n, H, W]
                 masked = x[:, None] * chunk[None, :, None]  # [B, n, C, H, W]
-                logits = self.model(masked.flatten(0, 1))
+                logits = self.model_forward(masked.flatten(0, 1))
                 p = logits.float().softmax(dim=1).reshape(batch, len(chunk), -1)
                 probs.append(p.gather(2, target[:, None, None].expand(-1, len(chunk), 1))[..., 0])
             weights = torch.cat(probs, dim=1)  # [B, N]
