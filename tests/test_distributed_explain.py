@@ -3,8 +3,9 @@
 A tiny ULTIMUS run is trained here; then each command runs once as a plain process and once as
 ``python -m torch.distributed.run --nproc-per-node 2 -m xaikit ...`` (``OMP_NUM_THREADS=1`` for
 both, so that every process does its floating-point sums the same way). ``evaluate`` shares out
-the test images in whole batches, ``explain`` the methods; the files must be the same, bit for
-bit, except for timings and timestamps.
+the test images in whole batches, ``explain`` the blocks of images of the scorecard (64 images:
+two blocks, one per process); the files must be the same, bit for bit, except for timings and
+timestamps.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_explain_on_two_processes_writes_what_one_process_writes(run: Path, tmp_path: Path) -> None:
     methods = [arg for m in METHODS for arg in ("--method", m)]
-    common = ["explain", str(run), *methods, "--images", "6", "--device", "cpu",
+    common = ["explain", str(run), *methods, "--images", "64", "--device", "cpu",
               "--sanity-images", "2"]
     one = _command([*common, "--out", str(tmp_path / "one")], 1)
     assert one.returncode == 0, one.stderr[-3000:]
@@ -66,6 +67,7 @@ def test_explain_on_two_processes_writes_what_one_process_writes(run: Path, tmp_
     a = json.loads((tmp_path / "one" / "explanations.json").read_text())
     b = json.loads((tmp_path / "two" / "explanations.json").read_text())
     assert list(b["methods"]) == list(a["methods"]) == list(METHODS)
+    assert {card["blocks"] for card in a["methods"].values()} == {2}  # one block per process
     assert _stable(b) == _stable(a)
     maps_a = torch.load(tmp_path / "one" / "explanations.pt", weights_only=True)
     maps_b = torch.load(tmp_path / "two" / "explanations.pt", weights_only=True)

@@ -34,7 +34,8 @@ from xaikit.data import normalize
 from xaikit.distributed import agree_on_errors, all_gather_object, is_main, rank, rank_device, world_size
 from xaikit.errors import NotApplicableError, RunError, XaikitError
 from xaikit.evaluate import predict, predict_sharded
-from xaikit.metrics import ScorecardSettings, scorecard
+from xaikit.metrics import ScorecardSettings
+from xaikit.metrics.scorecard import image_blocks, plan_checks, score_block, summarize
 from xaikit.metrics.cost import count_evaluations
 from xaikit.registry import get_attribution, list_attributions, resolve_methods
 from xaikit.run import (
@@ -449,18 +450,15 @@ def explain(
     controls: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     shared: dict[Any, Any] = {}  # what the scorecards of these images share (random references)
-    # The controls first (on every process): every method's scorecard is compared with them on
-    # the same images. Under torchrun each process then takes every world_size-th other method.
+    # The controls first: every method's scorecard is compared with them on the same images.
+    # Under torchrun each process scores every world_size-th block of the images (the blocks
+    # of xaikit.metrics.scorecard.image_blocks, with their own random draws), and every process
+    # gathers every block, so the scorecards are those of one process.
     others = [n for n in names if n not in control_names]
-    mine = others[rank()::world_size()]
     with agree_on_errors():
-        _explain_methods([*control_names, *mine], names, control_names, model, x, targets, layer,
+        _explain_methods([*control_names, *others], names, control_names, model, x, targets, layer,
                          options, batch_size, settings, shared, progress, results, controls,
-                         skipped, len(selection))
-    if world_size() > 1:  # every process gets every result, in the order of the names
-        parts = all_gather_object((results, skipped))
-        results = {n: part[0][n] for n in names for part in parts if n in part[0]}
-        skipped = {n: part[1][n] for n in names for part in parts if n in part[1]}
+                         skipped)
     if not results:
         reasons = "; ".join(f"{m}: {why}" for m, why in skipped.items())
         raise NotApplicableError(f"no attribution method can explain {run.spec.name!r} ({reasons})")
@@ -473,10 +471,11 @@ def _explain_methods(order: Sequence[str], names: Sequence[str], control_names: 
                      options: dict[str, dict[str, Any]], batch_size: int,
                      settings: ScorecardSettings, shared: dict[Any, Any],
                      progress: ProgressFn | None, results: dict[str, MethodResult],
-                     controls: dict[str, dict[str, Any]], skipped: dict[str, str],
-                     n_images: int) -> None:
+                     controls: dict[str, dict[str, Any]], skipped: dict[str, str]) -> None:
     """Maps and scorecards of the methods ``order`` (controls first), into ``results``,
-    ``controls`` and ``skipped``."""
+    ``controls`` and ``skipped``; this process computes its blocks of the images."""
+    blocks = image_blocks(len(x))
+    mine = list(range(rank(), len(blocks), world_size()))
     for name in order:
         try:
             method = build_method(name, model, layer, options.get(name))
@@ -484,24 +483,62 @@ def _explain_methods(order: Sequence[str], names: Sequence[str], control_names: 
             if name in names:
                 skipped[name] = str(exc)
             continue
-        try:
-            with count_evaluations(model) as counted:
-                maps, seconds = compute_maps(method, x, targets, batch_size, progress)
-        except NotApplicableError as exc:  # some methods can only tell from a forward pass
+        maps, seconds, evaluations, reason = _block_maps(method, x, targets, blocks, mine, batch_size,
+                                                         progress)
+        if reason is not None:  # some methods can only tell from a forward pass
             if name in names:
-                skipped[name] = str(exc)
+                skipped[name] = reason
             continue
+        plan = plan_checks(model, method, x[:1], len(x), evaluations / len(x), settings)
+        scored = [score_block(model, method, x[blocks[i].start:blocks[i].stop],
+                              targets[blocks[i].start:blocks[i].stop],
+                              maps[i].to(x.device), start=blocks[i].start, block=i, plan=plan,
+                              settings=settings, shared=shared)
+                  for i in mine]
+        if world_size() > 1:
+            parts = all_gather_object((maps, scored))
+            maps = {i: m for part in parts for i, m in part[0].items()}
+            scored = [block for part in parts for block in part[1]]
         others = {c: card for c, card in controls.items() if c != name}
-        card = scorecard(model, method, x, targets, maps=maps, seconds=seconds,
-                         evaluations=counted[0] / len(x), shared=shared, controls=others,
-                         settings=settings)
+        card = summarize(method, scored, plan, settings, seconds, others)
         card["scale"] = method.scale
         if name in control_names:
             controls[name] = card
         if name in names:
-            results[name] = MethodResult(name, maps, card, method.signed, method.layer_name)
+            all_maps = torch.cat([maps[i] for i in range(len(blocks))])
+            results[name] = MethodResult(name, all_maps, card, method.signed, method.layer_name)
         if progress:
-            progress(f"{name} scored", n_images, n_images)
+            progress(f"{name} scored", len(x), len(x))
+
+
+def _block_maps(method: Attribution, x: Tensor, targets: Tensor, blocks: Sequence[range],
+                mine: Sequence[int], batch_size: int, progress: ProgressFn | None,
+                ) -> tuple[dict[int, Tensor], float, float, str | None]:
+    """This process's maps ``{block: [n, H, W]}`` (CPU), and over all processes: the seconds
+    they took, the model evaluations they cost and why the method cannot apply (or ``None``)."""
+    maps: dict[int, Tensor] = {}
+    seconds, reason = 0.0, None
+    try:
+        with count_evaluations(method.model) as counted:
+            for i in mine:
+                r = blocks[i]
+
+                def report(name: str, done: int, _total: int, offset: int = r.start) -> None:
+                    if progress:
+                        progress(name, offset + done, len(x))
+
+                maps[i], took = compute_maps(method, x[r.start:r.stop], targets[r.start:r.stop],
+                                             batch_size, report)
+                seconds += took
+    except NotApplicableError as exc:
+        reason = str(exc)
+    evaluations = float(counted[0])
+    if world_size() > 1:
+        parts = all_gather_object((seconds, evaluations, reason))
+        seconds = sum(p[0] for p in parts)
+        evaluations = sum(p[1] for p in parts)
+        reason = next((p[2] for p in parts if p[2] is not None), None)
+    return maps, seconds, evaluations, reason
 
 
 def explain_run(

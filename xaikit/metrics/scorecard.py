@@ -50,7 +50,7 @@ images (``undecided``).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -169,30 +169,33 @@ def map_scores(model: nn.Module, x: Tensor, maps: Tensor, targets: Tensor, s: Sc
                progress: Callable[[str], None] | None = None,
                shared: dict[Any, Any] | None = None,
                ) -> tuple[dict[str, Tensor], dict[str, Any], dict[str, float]]:
-    """The metrics that need only the maps: ``(per_image, details, seconds)``.
+    """The metrics that need only the maps, on one batch: ``(per_image, details, seconds)``.
 
-    ``per_image`` maps metric names to CPU tensors ``[B]``; ``details`` holds the ``"road"`` and
-    ``"deletion_insertion"`` curve summaries of the scorecard. ``shared``: see
-    :func:`scorecard`.
+    ``per_image`` maps metric names to CPU tensors ``[B]``; ``details`` holds the per-image
+    curves (``"curves"``: ``road_morf``, ``road_lerf``, ``deletion``, ``insertion``,
+    ``deletion_random``, ``insertion_random`` ``[B, K]``) and what the scorecard reports of the
+    ROAD solve and the deletion settings (``"road"``, ``"deletion_insertion"``). Every draw is
+    seeded by ``s.seed``. ``shared``: see :func:`scorecard`.
     """
     device = x.device
     per: dict[str, Tensor] = {}
-    details: dict[str, Any] = {}
+    curves: dict[str, Tensor] = {}
+    details: dict[str, Any] = {"curves": curves}
     sec: dict[str, float] = {}
     if s.wants("road"):
         r = _timed(sec, "road", device, progress, lambda: road(
             model, x, maps, targets, percentiles=s.percentiles, noise_std=s.road_noise_std,
             data_std=s.data_std, seed=s.seed, batch_size=s.batch_size))
         per.update(road_morf=r["morf"], road_lerf=r["lerf"], road_combined=r["combined"])
+        curves.update(road_morf=r["morf_curve"], road_lerf=r["lerf_curve"])
         details["road"] = {
             "percentiles": [float(p) for p in r["percentiles"]],
-            "morf_curve": _mean_curve(r["morf_curve"]), "lerf_curve": _mean_curve(r["lerf_curve"]),
             "iterations": r["iterations"], "max_relative_residual": r["max_relative_residual"],
             "converged": r["converged"],
         }
     if s.wants("deletion_insertion"):
         res = tuple(int(v) for v in (resolution if resolution is not None else x.shape[-2:]))
-        key = ("random_reference", res)
+        key = ("random_reference", res, s.seed, x.shape[0])
         known = shared.get(key) if shared is not None else None
         d = _timed(sec, "deletion_insertion", device, progress, lambda: deletion_insertion(
             model, x, maps, targets, steps=s.steps, reference_resolution=res, mean=s.mean,
@@ -203,12 +206,11 @@ def map_scores(model: nn.Module, x: Tensor, maps: Tensor, targets: Tensor, s: Sc
             if shared is not None:
                 shared[key] = known
         d = {**d, **known}
-        for key in ("deletion", "insertion", "deletion_random", "insertion_random"):
-            per[key] = d[key]
+        for name in ("deletion", "insertion", "deletion_random", "insertion_random"):
+            per[name] = d[name]
+            curves[name] = d[f"{name}_curve"]
         details["deletion_insertion"] = {
             "fractions": d["fractions"].tolist(),
-            **{f"{k}_curve": _mean_curve(d[f"{k}_curve"])
-               for k in ("deletion", "insertion", "deletion_random", "insertion_random")},
             "reference_resolution": [int(v) for v in res], "steps": s.steps,
             "blur_sigma": s.blur_sigma,
         }
@@ -240,6 +242,208 @@ def _versus(per_image: Mapping[str, Sequence[float | None]], control: Mapping[st
     return out
 
 
+#: A block holds at least this many images (when there are so many) ...
+MIN_BLOCK_IMAGES = 32
+#: ... and there are at most this many blocks: see :func:`image_blocks`.
+MAX_BLOCKS = 16
+
+
+def image_blocks(n: int) -> list[range]:
+    """The blocks of consecutive images the scorecard scores ``n`` images in:
+    ``min(16, max(1, n // 32))`` blocks of nearly equal size (100 images: 34 + 33 + 33).
+
+    Every random draw of a metric (ROAD's noise, the random reference, infidelity's and
+    max-sensitivity's perturbations, the random logit's class) is seeded per block
+    (:func:`block_seed`) and a block's scores depend on its own images only. So the blocks can be
+    scored in any order by any process: under torchrun each process scores every
+    ``world_size``-th block and the scorecards are those of one process, bit for bit. The split
+    depends on ``n`` alone, never on the number of processes.
+    """
+    if n < 1:
+        return []
+    k = min(MAX_BLOCKS, max(1, n // MIN_BLOCK_IMAGES))
+    return [range(n * i // k, n * (i + 1) // k) for i in range(k)]
+
+
+def block_seed(seed: int, block: int) -> int:
+    """The seed of block ``block``'s draws: ``seed`` itself for the first block (a scorecard of
+    fewer than 64 images draws exactly what the metric functions called with ``seed`` draw),
+    a different one for each further block."""
+    return seed + 1_000_003 * block
+
+
+@dataclass(frozen=True)
+class CheckPlan:
+    """What the checks that recompute maps run on, for one method on ``n_images`` images: each
+    check's number of images (the first ones; :mod:`~xaikit.metrics.cost` sizes them by the
+    method's ``evaluations`` per map), the randomisation cascade's steps and the resolution of
+    the random reference. Decided once for all blocks."""
+
+    n_images: int
+    evaluations: float | None
+    images: dict[str, int]
+    steps: int | None
+    resolution: tuple[int, int]
+
+
+def plan_checks(model: nn.Module, explainer: Attribution, x: Tensor, n_images: int,
+                evaluations: float | None, s: ScorecardSettings) -> CheckPlan:
+    """The :class:`CheckPlan` of ``explainer`` on ``n_images`` images (``x``: some of them, for
+    the resolution of the method's layer)."""
+    def affordable(configured: int | None, maps_per_image: int) -> int:
+        return affordable_images(configured, n_images, evaluations or 1.0, maps_per_image,
+                                 s.evaluation_budget, s.min_images)
+
+    images: dict[str, int] = {}
+    n_robust = affordable(s.robustness_images, s.sensitivity_samples)
+    if s.wants("sensitivity_max") and n_robust > 0:
+        images["sensitivity_max"] = n_robust
+    steps = None
+    n_layers = len(parameterised_layers(model))
+    n_sanity = affordable(s.sanity_images, n_layers)
+    if s.wants("randomization") and n_sanity > 0:
+        images["randomization"] = n_sanity
+        steps = cascade_budget(n_layers, n_sanity, evaluations, s.evaluation_budget)
+    for check in ("random_logit", "emprt"):
+        if s.wants(check):
+            images[check] = affordable(None, 1)
+    resolution = s.reference_resolution or map_resolution(explainer, x)
+    return CheckPlan(n_images, evaluations, images, steps, tuple(int(v) for v in resolution))
+
+
+def score_block(model: nn.Module, explainer: Attribution, x: Tensor, targets: Tensor,
+                maps: Tensor, *, start: int, block: int, plan: CheckPlan,
+                settings: ScorecardSettings, shared: dict[Any, Any] | None = None,
+                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Every per-image score of one block (images ``start ..`` of the scorecard, number ``block``
+    of :func:`image_blocks`): the map metrics of all its images and the checks of those among
+    each check's first ``plan.images[check]`` images. What :func:`summarize` reads; CPU tensors.
+    """
+    s = replace(settings, seed=block_seed(settings.seed, block))
+    device = x.device
+    per, details, sec = map_scores(model, x, maps, targets, s, plan.resolution, progress=progress,
+                                   shared=shared)
+    baselines = getattr(explainer, "baselines", None)
+    if s.wants("completeness_gap") and callable(baselines):
+        per["completeness_gap"] = _timed(sec, "completeness_gap", device, progress,
+                                         lambda: completeness_gap(model, x, maps, targets, baselines(x)))
+    checks: dict[str, dict[str, Any]] = {}
+    for check, count in plan.images.items():
+        n = max(0, min(count - start, len(x)))  # this block's images among the check's first
+        if n == 0:
+            continue
+        xs, ts, ms = x[:n], targets[:n], maps[:n]
+        if check == "sensitivity_max":
+            values = _timed(sec, check, device, progress, lambda: {"sensitivity_max": sensitivity_max(
+                explainer, xs, ts, model=model, perturb_radius=s.sensitivity_radius,
+                n_perturb_samples=s.sensitivity_samples, seed=s.seed,
+                max_examples_per_batch=captum_batch(n, s.sensitivity_samples, 256))})
+        elif check == "randomization":  # one randomised model for every block: the global seed
+            cascade = _timed(sec, check, device, progress, lambda: randomization(
+                model, explainer, xs, ts, maps=ms, seed=settings.seed, steps=plan.steps))
+            values = {"randomization_rho": cascade["rho_final"],
+                      "randomization_rho_abs": cascade["rho_abs_final"]}
+            checks["cascade"] = cascade
+        elif check == "random_logit":
+            values = _timed(sec, check, device, progress, lambda: {"random_logit_rho": random_logit(
+                model, explainer, xs, ts, maps=ms, seed=s.seed)["rho"]})
+        else:  # emprt
+            values = _timed(sec, check, device, progress, lambda: {"emprt": emprt(
+                model, explainer, xs, ts, maps=ms, randomized_model=_randomized(model, settings.seed, shared),
+                n_bins=s.emprt_bins, seed=settings.seed)["score"]})
+        checks[check] = values
+    return {"start": start, "n": len(x), "per": per, "details": details, "checks": checks,
+            "seconds": sec}
+
+
+def _randomized(model: nn.Module, seed: int, shared: dict[Any, Any] | None) -> nn.Module:
+    """The fully randomised copy of ``model`` (eMPRT), made once per ``shared``."""
+    if shared is None:
+        return randomized_copy(model, seed)
+    key = ("randomized_model", id(model), seed)
+    if key not in shared:
+        shared[key] = randomized_copy(model, seed)
+    return shared[key]
+
+
+def summarize(explainer: Attribution, blocks: Sequence[Mapping[str, Any]], plan: CheckPlan,
+              settings: ScorecardSettings, maps_seconds: float | None,
+              controls: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The scorecard (module docstring) from the :func:`score_block` results of every block of
+    the images, in any order: per-image scores in image order, intervals, verdicts and the
+    comparison with the controls' scorecards."""
+    s = settings
+    blocks = sorted(blocks, key=lambda blk: blk["start"])
+    n = plan.n_images
+    if sum(blk["n"] for blk in blocks) != n:
+        raise XaikitError(f"the blocks hold {sum(blk['n'] for blk in blocks)} images, not {n}")
+    per: dict[str, Tensor] = {key: torch.cat([blk["per"][key] for blk in blocks]) for key in blocks[0]["per"]}
+    curves = {key: torch.cat([blk["details"]["curves"][key] for blk in blocks])
+              for key in blocks[0]["details"]["curves"]}
+    details: dict[str, Any] = {}
+    first = blocks[0]["details"]
+    if "road" in first:
+        solves = [blk["details"]["road"] for blk in blocks]
+        details["road"] = {
+            "percentiles": first["road"]["percentiles"],
+            "morf_curve": _mean_curve(curves["road_morf"]), "lerf_curve": _mean_curve(curves["road_lerf"]),
+            "iterations": max(r["iterations"] for r in solves),
+            "max_relative_residual": max(r["max_relative_residual"] for r in solves),
+            "converged": all(r["converged"] for r in solves),
+        }
+    if "deletion_insertion" in first:
+        details["deletion_insertion"] = {
+            "fractions": first["deletion_insertion"]["fractions"],
+            **{f"{k}_curve": _mean_curve(curves[k])
+               for k in ("deletion", "insertion", "deletion_random", "insertion_random")},
+            **{k: first["deletion_insertion"][k] for k in ("reference_resolution", "steps", "blur_sigma")},
+        }
+    for check in plan.images:
+        parts = [blk["checks"][check] for blk in blocks if check in blk["checks"]]
+        for key in parts[0]:
+            per[key] = torch.cat([part[key] for part in parts])
+    cascades = [blk["checks"]["cascade"] for blk in blocks if "cascade" in blk["checks"]]
+    if cascades:
+        c = cascades[0]
+        rho = torch.cat([cas["rho"] for cas in cascades], dim=1)
+        rho_abs = torch.cat([cas["rho_abs"] for cas in cascades], dim=1)
+        details["randomization"] = {
+            "layers": c["layers"], "n_images": plan.images["randomization"], "cascade": c["cascade"],
+            "rho_by_layer": [
+                {"layer": name, "step": step, "rho": _interval(r, s), "rho_abs": _interval(r_abs, s)}
+                for name, step, r, r_abs in zip(c["layers"], c["steps"], rho, rho_abs)
+            ],
+        }
+    sec: dict[str, float] = {"maps": float(maps_seconds or 0.0)}
+    for blk in blocks:
+        for key, value in blk["seconds"].items():
+            sec[key] = sec.get(key, 0.0) + value
+    sec["total"] = sum(sec.values())
+
+    per_image = {key: finite_list(values) for key, values in per.items()}
+    metrics = {key: {**_interval(values, s), "higher_is_better": METRICS[key].higher_is_better,
+                     "criterion": METRICS[key].criterion}
+               for key, values in per_image.items()}
+    card: dict[str, Any] = {
+        "method": explainer.name or type(explainer).__name__,
+        "n_images": int(n),
+        "layer": explainer.layer_name,
+        "signed": getattr(explainer, "signed", None),
+        "settings": asdict(s),
+        "metrics": metrics,
+        **details,
+        "verdicts": _verdicts(metrics, s),
+        "per_image": per_image,
+        "seconds": sec,
+        "seconds_per_image": sec["maps"] / n if n else 0.0,
+        "evaluations_per_image": plan.evaluations,
+        "images": dict(plan.images),
+        "blocks": len(blocks),
+    }
+    card["versus"], card["headline"] = _against_controls(card, controls, s)
+    return card
+
+
 def scorecard(
     model: nn.Module,
     method: type[Attribution] | Attribution,
@@ -256,7 +460,8 @@ def scorecard(
     method_kwargs: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Every metric of :mod:`xaikit.metrics` for one method on one batch (keys: module docstring).
+    """Every metric of :mod:`xaikit.metrics` for one method on a batch of images (keys: module
+    docstring), scored in the blocks of :func:`image_blocks`.
 
     Args:
         model: The classifier (not modified; evaluated in eval mode, flags restored).
@@ -270,8 +475,8 @@ def scorecard(
             (``settings.evaluation_budget``).
         shared: A dict passed to every scorecard of the same images, targets and settings:
             what does not depend on the method is computed once and kept there (the random
-            reference's deletion/insertion curves, per reference resolution). Do not share it
-            across other images.
+            reference's deletion/insertion curves, the randomised model). Do not share it
+            across other images or models.
         controls: Control name -> its scorecard on the same images (uses ``"per_image"`` and
             ``"seconds_per_image"``) or its maps ``[B, H, W]`` (scored here on
             :data:`MAP_GROUPS`). Each gives a ``versus`` and a ``headline`` entry.
@@ -285,8 +490,6 @@ def scorecard(
     x, targets = prepare(model, x, target)
     device = model_device(model)
     explainer = bind(method, model, layer, method_kwargs)
-    started_all = time.perf_counter()
-    sec: dict[str, float] = {}
     if maps is None:
         started = time.perf_counter()
         with count_evaluations(model) as counted:
@@ -300,80 +503,26 @@ def scorecard(
         evaluations = float(counted[0])
     maps = maps.to(device).float()
     check_maps(x, maps)
-    sec["maps"] = float(seconds or 0.0)
-    b = x.shape[0]
-    resolution = s.reference_resolution or map_resolution(explainer, x)
+    plan = plan_checks(model, explainer, x, x.shape[0], evaluations, s)
+    blocks = [score_block(model, explainer, x[r.start:r.stop], targets[r.start:r.stop],
+                          maps[r.start:r.stop], start=r.start, block=i, plan=plan, settings=s,
+                          shared=shared, progress=progress)
+              for i, r in enumerate(image_blocks(x.shape[0]))]
+    cards = {name: _control_card(model, x, c, targets, s) if isinstance(c, Tensor) else c
+             for name, c in (controls or {}).items()}
+    return summarize(explainer, blocks, plan, s, seconds, cards)
 
-    per, details, map_sec = map_scores(model, x, maps, targets, s, resolution, progress=progress,
-                                       shared=shared)
-    sec.update(map_sec)
-    baselines = getattr(explainer, "baselines", None)
-    if s.wants("completeness_gap") and callable(baselines):
-        per["completeness_gap"] = _timed(sec, "completeness_gap", device, progress,
-                                         lambda: completeness_gap(model, x, maps, targets, baselines(x)))
-    def affordable(configured: int | None, maps_per_image: int) -> int:
-        return affordable_images(configured, b, evaluations or 1.0, maps_per_image,
-                                 s.evaluation_budget, s.min_images)
 
-    images: dict[str, int] = {}
-    n_robust = affordable(s.robustness_images, s.sensitivity_samples)
-    if s.wants("sensitivity_max") and n_robust > 0:
-        n = images["sensitivity_max"] = n_robust
-        per["sensitivity_max"] = _timed(sec, "sensitivity_max", device, progress, lambda: sensitivity_max(
-            explainer, x[:n], targets[:n], model=model, perturb_radius=s.sensitivity_radius,
-            n_perturb_samples=s.sensitivity_samples, seed=s.seed,
-            max_examples_per_batch=captum_batch(n, s.sensitivity_samples, 256)))
-    n_layers = len(parameterised_layers(model))
-    n_sanity = affordable(s.sanity_images, n_layers)
-    if s.wants("randomization") and n_sanity > 0:
-        n = images["randomization"] = n_sanity
-        steps = cascade_budget(n_layers, n, evaluations, s.evaluation_budget)
-        cascade = _timed(sec, "randomization", device, progress, lambda: randomization(
-            model, explainer, x[:n], targets[:n], maps=maps[:n], seed=s.seed, steps=steps))
-        per["randomization_rho"] = cascade["rho_final"]
-        per["randomization_rho_abs"] = cascade["rho_abs_final"]
-        details["randomization"] = {
-            "layers": cascade["layers"], "n_images": n, "cascade": cascade["cascade"],
-            "rho_by_layer": [
-                {"layer": name, "step": step, "rho": _interval(rho, s),
-                 "rho_abs": _interval(rho_abs, s)}
-                for name, step, rho, rho_abs in zip(cascade["layers"], cascade["steps"],
-                                                    cascade["rho"], cascade["rho_abs"])
-            ],
-        }
-    n_once = affordable(None, 1)
-    if s.wants("random_logit"):
-        n = images["random_logit"] = n_once
-        per["random_logit_rho"] = _timed(sec, "random_logit", device, progress, lambda: random_logit(
-            model, explainer, x[:n], targets[:n], maps=maps[:n], seed=s.seed)["rho"])
-    if s.wants("emprt"):
-        n = images["emprt"] = n_once
-        per["emprt"] = _timed(sec, "emprt", device, progress, lambda: emprt(
-            model, explainer, x[:n], targets[:n], maps=maps[:n],
-            randomized_model=randomized_copy(model, s.seed), n_bins=s.emprt_bins, seed=s.seed)["score"])
-    sec["total"] = sec["maps"] + seconds_since(started_all, device)
-
-    per_image = {key: finite_list(values) for key, values in per.items()}
-    metrics = {key: {**_interval(values, s), "higher_is_better": METRICS[key].higher_is_better,
-                     "criterion": METRICS[key].criterion}
-               for key, values in per_image.items()}
-    card: dict[str, Any] = {
-        "method": explainer.name or type(explainer).__name__,
-        "n_images": int(b),
-        "layer": explainer.layer_name,
-        "signed": getattr(explainer, "signed", None),
-        "settings": asdict(s),
-        "metrics": metrics,
-        **details,
-        "verdicts": _verdicts(metrics, s),
-        "per_image": per_image,
-        "seconds": sec,
-        "seconds_per_image": sec["maps"] / b if b else 0.0,
-        "evaluations_per_image": evaluations,
-        "images": images,
-    }
-    card["versus"], card["headline"] = _against_controls(model, x, targets, card, controls, s)
-    return card
+def _control_card(model: nn.Module, x: Tensor, maps: Tensor, targets: Tensor,
+                  s: ScorecardSettings) -> dict[str, Any]:
+    """The per-image map metrics of a control given as maps, in the same blocks and draws."""
+    check_maps(x, maps.to(x.device))
+    maps = maps.to(x.device).float()
+    parts = [map_scores(model, x[r.start:r.stop], maps[r.start:r.stop], targets[r.start:r.stop],
+                        replace(s, seed=block_seed(s.seed, i)))[0]
+             for i, r in enumerate(image_blocks(x.shape[0]))]
+    return {"per_image": {key: finite_list(torch.cat([p[key] for p in parts])) for key in parts[0]},
+            "seconds_per_image": None}
 
 
 def _verdicts(metrics: Mapping[str, Mapping[str, Any]], s: ScorecardSettings) -> dict[str, Any]:
@@ -393,20 +542,13 @@ def _verdicts(metrics: Mapping[str, Mapping[str, Any]], s: ScorecardSettings) ->
     return out
 
 
-def _against_controls(model: nn.Module, x: Tensor, targets: Tensor, card: Mapping[str, Any],
-                      controls: Mapping[str, Mapping[str, Any] | Tensor] | None,
+def _against_controls(card: Mapping[str, Any], controls: Mapping[str, Mapping[str, Any]] | None,
                       s: ScorecardSettings) -> tuple[dict[str, Any], dict[str, Any]]:
     versus: dict[str, Any] = {}
     headline: dict[str, Any] = {}
     for name, control in (controls or {}).items():
-        if isinstance(control, Tensor):
-            check_maps(x, control.to(x.device))
-            per, _details, _sec = map_scores(model, x, control.to(x.device).float(), targets, s)
-            control_per = {k: finite_list(v) for k, v in per.items()}
-            control_spi = None
-        else:
-            control_per = control.get("per_image") or {}
-            control_spi = control.get("seconds_per_image")
+        control_per = control.get("per_image") or {}
+        control_spi = control.get("seconds_per_image")
         versus[name] = _versus(card["per_image"], control_per, s)
         line: dict[str, Any] = {crit: versus[name][key]["answer"] if key in versus[name] else None
                                 for crit, key in CRITERIA.items()}
