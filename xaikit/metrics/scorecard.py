@@ -39,7 +39,13 @@ interval, ``None`` where no value was finite; ``n`` the images it is over)::
       "seconds_per_image": float,                  # of the maps
       "evaluations_per_image": float | None,       # model evaluations per map (counted)
       "images": {check: int},                      # images of each check that recomputes maps
+      "blocks": int,                               # blocks the images were scored in
     }
+
+The images are scored in blocks (:func:`image_blocks`) with their own seeded draws, so that
+processes can share them out (:func:`plan_checks`, :func:`score_block`, :func:`summarize`; what
+``xaikit explain`` does under torchrun). ``per_image`` lists the map metrics for every image and
+each check's metrics for its first ``images[check]`` images, in image order.
 
 ``versus`` holds the metrics both the method and the control have, paired over their common
 first images (controls must be scored on the same images in the same order); the answer says
