@@ -27,6 +27,15 @@ All images x percentiles x {MoRF, LeRF} are imputed and scored in batches of ``b
 The imputation noise is drawn from one generator seeded by ``seed`` in a fixed order (percentile
 and order, then image), so every method scored with the same seed on the same images sees the
 same noise field, and the result does not depend on ``batch_size``.
+
+The imputation's linear systems are solved to a relative residual of ``1e-4`` (:data:`ROAD_TOL`;
+:func:`~xaikit.metrics.imputation.noisy_linear_impute` alone defaults to ``1e-6``). On 512
+CIFAR-10 test images with smooth random maps, against a solve to ``1e-8``, the worst imputed
+pixel of any channel is then off by 2.3e-3 normalised units (6e-4 on the 0..1 scale, 0.15 of a
+grey level) and the mean pixel by 8e-5, where the noise ROAD adds has a std of 0.01 on the 0..1
+scale (2.5 grey levels): the solve's error is drowned in ROAD's own noise. ROAD of Grad-CAM on
+100 ULTIMUS test images takes 88 instead of 108 iterations at most and 20% less time, with the
+same combined score to five decimals.
 """
 
 from __future__ import annotations
@@ -40,9 +49,12 @@ from torch import Tensor, nn
 from xaikit.attribution.base import TargetLike
 from xaikit.errors import XaikitError
 from xaikit.metrics._common import channel_std, check_maps, prepare, target_probability
-from xaikit.metrics.imputation import DEFAULT_TOL, ImputationConvergenceWarning, linear_impute
+from xaikit.metrics.imputation import ImputationConvergenceWarning, linear_impute
 from xaikit.metrics.ordering import pixel_ranks
 from xaikit.modules import module_mode
+
+#: Relative residual ROAD's imputation solves stop at (module docstring).
+ROAD_TOL = 1e-4
 
 ROAD_PERCENTILES: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 
@@ -73,7 +85,7 @@ def road(
     data_std: Sequence[float] | Tensor | None = None,
     seed: int = 0,
     batch_size: int | None = None,
-    tol: float = DEFAULT_TOL,
+    tol: float = ROAD_TOL,
 ) -> dict[str, Any]:
     """MoRF and LeRF curves of ROAD with noisy linear imputation, their areas and combined score.
 
