@@ -107,3 +107,49 @@ def test_given_maps_are_not_recomputed_and_groups_select() -> None:
     none = ScorecardSettings(groups=("randomization", "sensitivity_max"), sanity_images=0,
                              robustness_images=0)
     assert scorecard(model, Counting, x, maps=maps, settings=none)["metrics"] == {}
+
+
+def test_image_blocks_cover_the_images_in_nearly_equal_blocks_that_depend_on_n_alone() -> None:
+    from xaikit.metrics.scorecard import image_blocks
+
+    assert image_blocks(0) == []
+    assert image_blocks(10) == [range(0, 10)]
+    for n in (16, 31, 32, 100, 257, 400, 10_000):
+        blocks = image_blocks(n)
+        assert [i for b in blocks for i in b] == list(range(n))
+        sizes = [len(b) for b in blocks]
+        assert max(sizes) - min(sizes) <= 1 and len(blocks) == min(16, n // 16)
+    assert [len(b) for b in image_blocks(100)] == [16, 17, 17, 16, 17, 17]
+
+
+def test_blocks_scored_in_any_order_by_anyone_give_the_scorecard() -> None:
+    """What explain under torchrun relies on: each block's scores depend on its own images only
+    (its own seeded draws), so blocks scored separately, in reverse order, on fresh copies of
+    the method, summarise to the one-call scorecard, bit for bit."""
+    from xaikit.metrics.scorecard import image_blocks, plan_checks, score_block, summarize
+
+    model, x = ContractNet().eval(), images(40)
+    targets = model(x).argmax(1)
+    settings = ScorecardSettings(percentiles=(20, 50, 80), steps=4, infidelity_samples=2,
+                                 sensitivity_samples=2, robustness_images=30, sanity_images=18,
+                                 n_boot=50)
+    method = InputMagnitude(model)
+    maps = method(x, targets)
+    expected = scorecard(model, method, x, targets, maps=maps, seconds=1.0, evaluations=1.0,
+                         settings=settings)
+    blocks = image_blocks(40)
+    assert len(blocks) == 2 and expected["blocks"] == 2
+    plan = plan_checks(model, method, x[:1], 40, 1.0, settings)
+    scored = [score_block(model, InputMagnitude(model), x[r.start:r.stop], targets[r.start:r.stop],
+                          maps[r.start:r.stop], start=r.start, block=i, plan=plan, settings=settings)
+              for i, r in reversed(list(enumerate(blocks)))]
+    card = summarize(method, scored, plan, settings, 1.0)
+    stable = lambda c: {k: v for k, v in c.items() if k != "seconds"}  # noqa: E731
+    assert json.dumps(stable(card), sort_keys=True) == json.dumps(stable(expected), sort_keys=True)
+    # max-sensitivity on the first 30 images spans both blocks of 20
+    assert len(card["per_image"]["sensitivity_max"]) == 30
+    assert len(card["per_image"]["randomization_rho"]) == 18
+    # a block's draws are its own: the second block's ROAD differs from the first block's seed
+    again = score_block(model, method, x[20:], targets[20:], maps[20:], start=20, block=0,
+                        plan=plan, settings=settings)
+    assert not torch.equal(again["per"]["road_morf"], scored[0]["per"]["road_morf"])

@@ -37,6 +37,7 @@ from xaikit.evaluate import predict, predict_sharded
 from xaikit.metrics import ScorecardSettings
 from xaikit.metrics.scorecard import image_blocks, plan_checks, score_block, summarize
 from xaikit.metrics.cost import count_evaluations
+from xaikit.modules import module_mode
 from xaikit.registry import get_attribution, list_attributions, resolve_methods
 from xaikit.run import (
     EXPLANATIONS_JSON, EXPLANATIONS_PNG, Run, check_output_folder, load_data, load_model, load_run,
@@ -519,6 +520,8 @@ def _block_maps(method: Attribution, x: Tensor, targets: Tensor, blocks: Sequenc
     maps: dict[int, Tensor] = {}
     seconds, reason = 0.0, None
     try:
+        with module_mode(method.model, training=False):
+            method.num_classes(x)  # once per process, so not counted: the count is the blocks'
         with count_evaluations(method.model) as counted:
             for i in mine:
                 r = blocks[i]

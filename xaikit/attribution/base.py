@@ -150,10 +150,15 @@ class Attribution:
         from one image, so that explaining given classes adds no forward pass per call."""
         if target is None:
             return resolve_targets(None, self.model, x)
+        return check_targets(target, x.shape[0], self.num_classes(x), x.device)
+
+    def num_classes(self, x: Tensor) -> int:
+        """The model's number of classes, learnt once per instance from one forward pass of
+        ``x[:1]`` (call it in eval mode)."""
         if self._num_classes is None:
             with torch.no_grad():
                 self._num_classes = int(self.model(x[:1]).shape[1])
-        return check_targets(target, x.shape[0], self._num_classes, x.device)
+        return self._num_classes
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:
         """Compute maps for ``x`` ``[B, C, H, W]`` and ``target`` ``[B]`` (model in eval mode).
