@@ -39,7 +39,7 @@ def report_command(
     ),
 ) -> None:
     """Write RUN/report.html (self-contained) and its PNG figures (RUN/figures/); under
-    torchrun the evaluation and the methods are shared out and rank 0 writes."""
+    torchrun the evaluation and the images are shared out and rank 0 writes."""
     from rich.console import Console
     from rich.text import Text
 
