@@ -518,7 +518,7 @@ def _block_maps(method: Attribution, x: Tensor, targets: Tensor, blocks: Sequenc
     """This process's maps ``{block: [n, H, W]}`` (CPU), and over all processes: the seconds
     they took, the model evaluations they cost and why the method cannot apply (or ``None``)."""
     maps: dict[int, Tensor] = {}
-    seconds, reason = 0.0, None
+    seconds, reason, counted = 0.0, None, [0]
     try:
         with module_mode(method.model, training=False):
             method.num_classes(x)  # once per process, so not counted: the count is the blocks'

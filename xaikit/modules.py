@@ -65,10 +65,3 @@ def forward_nhwc(model: nn.Module, x: Tensor, on_retry: Callable[[], None] | Non
             on_retry()
         return model(x.contiguous())
 
-
-def nhwc_forward_func(model: nn.Module) -> Callable[[Tensor], Tensor]:
-    """``model``'s forward through :func:`forward_nhwc`, for a library that takes a forward
-    function (Captum's perturbation methods and metrics)."""
-    def forward(x: Tensor) -> Tensor:
-        return forward_nhwc(model, x)
-    return forward

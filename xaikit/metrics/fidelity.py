@@ -22,13 +22,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import captum.metrics
 import torch
 from torch import Tensor, nn
 
 from xaikit.attribution.base import TargetLike
 from xaikit.metrics._common import check_maps, prepare
-from xaikit.modules import model_device, module_mode, nhwc_forward_func
+from xaikit.modules import forward_nhwc, model_device, module_mode
 
 
 def gaussian_pixel_perturbation(noise_std: float, generator: torch.Generator):
@@ -78,7 +80,7 @@ def infidelity(
     generator = torch.Generator().manual_seed(seed)
     with module_mode(model, training=False):
         values = captum.metrics.infidelity(
-            nhwc_forward_func(model), gaussian_pixel_perturbation(noise_std, generator), x, attributions,
+            functools.partial(forward_nhwc, model), gaussian_pixel_perturbation(noise_std, generator), x, attributions,
             target=targets, n_perturb_samples=n_perturb_samples, normalize=normalize,
             max_examples_per_batch=max_examples_per_batch,
         )

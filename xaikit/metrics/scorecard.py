@@ -262,7 +262,7 @@ def image_blocks(n: int) -> list[range]:
 
     Every random draw of a metric (ROAD's noise, the random reference, infidelity's and
     max-sensitivity's perturbations, the random logit's class) is seeded per block
-    (:func:`block_seed`) and a block's scores depend on its own images only. So the blocks can be
+    (:func:`block_settings`) and a block's scores depend on its own images only. So the blocks can be
     scored in any order by any process: under torchrun each process scores every
     ``world_size``-th block and the scorecards are those of one process, bit for bit. The split
     depends on ``n`` alone, never on the number of processes.
@@ -273,11 +273,11 @@ def image_blocks(n: int) -> list[range]:
     return [range(n * i // k, n * (i + 1) // k) for i in range(k)]
 
 
-def block_seed(seed: int, block: int) -> int:
-    """The seed of block ``block``'s draws: ``seed`` itself for the first block (a scorecard of
-    fewer than 32 images draws exactly what the metric functions called with ``seed`` draw),
-    a different one for each further block."""
-    return seed + 1_000_003 * block
+def block_settings(settings: ScorecardSettings, block: int) -> ScorecardSettings:
+    """``settings`` with the seed of block ``block``'s draws: the seed itself for the first block
+    (a scorecard of fewer than 32 images draws exactly what the metric functions called with
+    ``settings.seed`` draw), a different one for each further block."""
+    return replace(settings, seed=settings.seed + 1_000_003 * block)
 
 
 @dataclass(frozen=True)
@@ -327,7 +327,7 @@ def score_block(model: nn.Module, explainer: Attribution, x: Tensor, targets: Te
     of :func:`image_blocks`): the map metrics of all its images and the checks of those among
     each check's first ``plan.images[check]`` images. What :func:`summarize` reads; CPU tensors.
     """
-    s = replace(settings, seed=block_seed(settings.seed, block))
+    s = block_settings(settings, block)
     device = x.device
     per, details, sec = map_scores(model, x, maps, targets, s, plan.resolution, progress=progress,
                                    shared=shared)
@@ -335,7 +335,8 @@ def score_block(model: nn.Module, explainer: Attribution, x: Tensor, targets: Te
     if s.wants("completeness_gap") and callable(baselines):
         per["completeness_gap"] = _timed(sec, "completeness_gap", device, progress,
                                          lambda: completeness_gap(model, x, maps, targets, baselines(x)))
-    checks: dict[str, dict[str, Any]] = {}
+    checks: dict[str, dict[str, Tensor]] = {}
+    cascade: dict[str, Any] | None = None
     for check, count in plan.images.items():
         n = max(0, min(count - start, len(x)))  # this block's images among the check's first
         if n == 0:
@@ -351,7 +352,6 @@ def score_block(model: nn.Module, explainer: Attribution, x: Tensor, targets: Te
                 model, explainer, xs, ts, maps=ms, seed=settings.seed, steps=plan.steps))
             values = {"randomization_rho": cascade["rho_final"],
                       "randomization_rho_abs": cascade["rho_abs_final"]}
-            checks["cascade"] = cascade
         elif check == "random_logit":
             values = _timed(sec, check, device, progress, lambda: {"random_logit_rho": random_logit(
                 model, explainer, xs, ts, maps=ms, seed=s.seed)["rho"]})
@@ -361,7 +361,7 @@ def score_block(model: nn.Module, explainer: Attribution, x: Tensor, targets: Te
                 n_bins=s.emprt_bins, seed=settings.seed)["score"]})
         checks[check] = values
     return {"start": start, "n": len(x), "per": per, "details": details, "checks": checks,
-            "seconds": sec}
+            "cascade": cascade, "seconds": sec}
 
 
 def _randomized(model: nn.Module, seed: int, shared: dict[Any, Any] | None) -> nn.Module:
@@ -410,7 +410,7 @@ def summarize(explainer: Attribution, blocks: Sequence[Mapping[str, Any]], plan:
         parts = [blk["checks"][check] for blk in blocks if check in blk["checks"]]
         for key in parts[0]:
             per[key] = torch.cat([part[key] for part in parts])
-    cascades = [blk["checks"]["cascade"] for blk in blocks if "cascade" in blk["checks"]]
+    cascades = [blk["cascade"] for blk in blocks if blk["cascade"] is not None]
     if cascades:
         c = cascades[0]
         rho = torch.cat([cas["rho"] for cas in cascades], dim=1)
@@ -527,7 +527,7 @@ def _control_card(model: nn.Module, x: Tensor, maps: Tensor, targets: Tensor,
     check_maps(x, maps.to(x.device))
     maps = maps.to(x.device).float()
     parts = [map_scores(model, x[r.start:r.stop], maps[r.start:r.stop], targets[r.start:r.stop],
-                        replace(s, seed=block_seed(s.seed, i)))[0]
+                        block_settings(s, i))[0]
              for i, r in enumerate(image_blocks(x.shape[0]))]
     return {"per_image": {key: finite_list(torch.cat([p[key] for p in parts])) for key in parts[0]},
             "seconds_per_image": None}
