@@ -4,11 +4,14 @@ metric group of the scorecard on ULTIMUS.
 ``test_road_imputation``: the same noise-free ROAD imputations (``B`` images x MoRF masks at
 10, 20, ..., 90%) solved
 
-* ``torch-batched``: :func:`xaikit.metrics.linear_impute`, one conjugate-gradient solve over
-  the whole batch (tolerance 1e-6 relative residual), on the device;
+* ``torch-batched-road-tol``: :func:`xaikit.metrics.linear_impute`, one conjugate-gradient
+  solve over the whole batch to the relative residual ROAD uses (:data:`ROAD_TOL`, 1e-4), on
+  the device: what a ROAD curve costs;
+* ``torch-batched-1e-6``: the same solve to :func:`linear_impute`'s default 1e-6;
 * ``scipy-per-image``: what the ROAD reference does, one ``scipy.sparse.linalg.spsolve`` (sparse
   LU) of the same system per image on the CPU, in a Python loop (system assembly included, as
-  in the reference). The two results are checked to agree.
+  in the reference). The torch results are checked against it: to 1e-3 at 1e-6, and at
+  ``ROAD_TOL`` to 1e-2 (normalised units; the noise ROAD adds is 1e-2 per pixel).
 
 Images are real CIFAR-10 test images (``training_data``; the synthetic set without it),
 normalised; masks come from smooth seeded random maps (4x4 upsampled, like a CAM of ULTIMUS's
@@ -31,6 +34,7 @@ from harness import DEVICE_PARAMS, record_throughput, synchronize
 from torch import Tensor
 
 from xaikit.metrics import GROUPS, ROAD_PERCENTILES, ScorecardSettings, linear_impute, scorecard
+from xaikit.metrics.road import ROAD_TOL
 from xaikit.metrics.imputation import neighbour_kernel
 from xaikit.metrics.ordering import pixel_ranks
 from xaikit.metrics.road import removal_masks
@@ -104,11 +108,17 @@ def scipy_impute(images: Tensor, remove: Tensor) -> Tensor:
     return torch.from_numpy(np.stack([scipy_impute_one(x[i], m[i]) for i in range(len(x))]))
 
 
-@pytest.mark.parametrize("implementation", ["torch-batched", "scipy-per-image"])
+# implementation -> (tolerance of the torch solve, agreement with scipy's direct solve)
+IMPUTATIONS = {"torch-batched-road-tol": (ROAD_TOL, 1e-2), "torch-batched-1e-6": (1e-6, 1e-3),
+               "scipy-per-image": (None, None)}
+
+
+@pytest.mark.parametrize("implementation", list(IMPUTATIONS))
 @pytest.mark.parametrize("device", DEVICE_PARAMS)
 def test_road_imputation(benchmark, training_data, device, implementation) -> None:
     """Seconds to impute 16 images x 9 percentiles (144 images) by each implementation."""
-    if implementation == "scipy-per-image":
+    tol, atol = IMPUTATIONS[implementation]
+    if tol is None:
         pytest.importorskip("scipy")
         if device != "cpu":
             pytest.skip("the scipy solve runs on the CPU only")
@@ -116,17 +126,19 @@ def test_road_imputation(benchmark, training_data, device, implementation) -> No
     images, remove = images.to(device), remove.to(device)
 
     def run() -> Tensor:
-        if implementation == "scipy-per-image":
+        if tol is None:
             return scipy_impute(images, remove)
-        filled, info = linear_impute(images, remove)
+        filled, info = linear_impute(images, remove, tol=tol)
         synchronize(device)
         assert info.converged
         return filled
 
     out = benchmark.pedantic(run, rounds=3, warmup_rounds=1, iterations=1)
-    expected = scipy_impute(images[:9].cpu(), remove[:9].cpu()) if implementation != "scipy-per-image" else out
-    assert torch.allclose(out[:9].double().cpu(), expected[:9], atol=1e-3)
-    record_throughput(benchmark, len(images), percentiles=len(ROAD_PERCENTILES), masks="MoRF of 4x4 smooth maps")
+    if tol is not None:
+        expected = scipy_impute(images[:9].cpu(), remove[:9].cpu())
+        assert torch.allclose(out[:9].double().cpu(), expected, atol=atol)
+    record_throughput(benchmark, len(images), percentiles=len(ROAD_PERCENTILES), masks="MoRF of 4x4 smooth maps",
+                      tolerance="direct" if tol is None else f"{tol:g}")
 
 
 _gradcam: dict[str, tuple[object, Tensor, Tensor, Tensor]] = {}
