@@ -241,3 +241,20 @@ def test_scorecard_reports_deeplift_completeness_gap(model, images) -> None:
     gap = result["metrics"]["completeness_gap"]
     assert gap["n"] == len(images)
     assert gap["high"] < 1e-4 * scale + 1e-5
+
+
+@pytest.mark.parametrize("name", ["guided-backprop", "deconvolution", "guided-gradcam"])
+def test_modified_relu_methods_refuse_a_model_without_relu_modules(name, model, images) -> None:
+    """On a GELU model Captum would change nothing: the map would be the plain gradient."""
+    from xaikit import NotApplicableError, get_attribution
+
+    gelu = TinyNet().eval()
+    gelu.features[1], gelu.features[3] = nn.GELU(), nn.GELU()
+    with pytest.raises(NotApplicableError, match=r"nn\.ReLU modules, and TinyNet has none \(its activation "
+                                                 r"modules: GELU\): its map would be the plain gradient"):
+        get_attribution(name)(gelu)
+    # with ReLUs the backward pass really is modified: the map is not the gradient's channel sum
+    x = images.clone().requires_grad_(True)
+    model(x)[torch.arange(len(x)), 2].sum().backward()
+    maps = get_attribution(name)(model)(images, 2)
+    assert not torch.allclose(maps, x.grad.sum(dim=1), atol=1e-6)

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 
 from torch import nn
 
+from xaikit import NotApplicableError
+
 # Per-module hook dictionaries of torch.nn.Module (the names exist on torch >= 2.0).
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 _HOOK_SIDE_DICTS = (
@@ -73,3 +75,21 @@ def relus_not_inplace(model: nn.Module) -> Iterator[None]:
     finally:
         for module in flipped:
             module.inplace = True
+
+
+def require_relu_modules(model: nn.Module, method: str) -> None:
+    """Raise :class:`xaikit.NotApplicableError` unless ``model`` has an ``nn.ReLU`` module.
+
+    Guided backprop, deconvolution and guided Grad-CAM change the backward pass of ``nn.ReLU``
+    modules only (Captum hooks them). On a model without one (GELU activations, ``F.relu``
+    calls) nothing would change and the "map" would silently be the plain gradient.
+    """
+    if any(isinstance(m, nn.ReLU) for m in model.modules()):
+        return
+    kinds = sorted({type(m).__name__ for m in model.modules()
+                    if type(m).__module__ == "torch.nn.modules.activation"})
+    found = f"its activation modules: {', '.join(kinds)}" if kinds else "it has no activation modules"
+    raise NotApplicableError(
+        f"{method} changes the backward pass of nn.ReLU modules, and {type(model).__name__} has "
+        f"none ({found}): its map would be the plain gradient"
+    )

@@ -4,10 +4,10 @@ ECCV 2014), through Captum's ``Deconvolution``."""
 from __future__ import annotations
 
 from captum.attr import Deconvolution as _CaptumDeconvolution
-from torch import Tensor
+from torch import Tensor, nn
 
 from xaikit import Attribution
-from xaikit_captum._captum_call import captum_call, relus_not_inplace
+from xaikit_captum._captum_call import captum_call, relus_not_inplace, require_relu_modules
 
 
 class Deconvolution(Attribution):
@@ -15,7 +15,9 @@ class Deconvolution(Attribution):
 
     Backward through ``y = ReLU(z)``: ``dz = ReLU(dy)``, whatever the sign of ``z`` (the
     plain gradient is ``1[z > 0] * dy``, guided backprop ``1[z > 0] * ReLU(dy)``). Only
-    ``nn.ReLU`` *modules* are changed (Captum hooks them); ``F.relu`` keeps its gradient.
+    ``nn.ReLU`` *modules* are changed (Captum hooks them); ``F.relu`` keeps its gradient, and a
+    model with no ``nn.ReLU`` module raises :class:`xaikit.NotApplicableError` (the map would be
+    the plain gradient).
     In-place ReLUs are switched off for the call and restored.
 
     Only weakly class-discriminative (Selvaraju et al. 2017; Mahendran and Vedaldi 2016):
@@ -35,6 +37,10 @@ class Deconvolution(Attribution):
     signed = True
     class_discriminative = False
     scale = "signed, channel sum of the deconvnet signal, unnormalised"
+
+    def __init__(self, model: nn.Module, layer: str | None = None) -> None:
+        super().__init__(model, layer)
+        require_relu_modules(model, self.name)
 
     def attribute(self, x: Tensor, target: Tensor) -> Tensor:
         with captum_call(self.model), relus_not_inplace(self.model):

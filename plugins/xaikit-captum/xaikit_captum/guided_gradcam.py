@@ -9,7 +9,7 @@ from captum.attr import GuidedGradCam as _CaptumGuidedGradCam
 from torch import Tensor, nn
 
 from xaikit import Attribution, XaikitError
-from xaikit_captum._captum_call import captum_call, relus_not_inplace
+from xaikit_captum._captum_call import captum_call, relus_not_inplace, require_relu_modules
 
 
 class GuidedGradCam(Attribution):
@@ -25,7 +25,8 @@ class GuidedGradCam(Attribution):
     spatial layer raises :class:`xaikit.NotApplicableError` from the constructor.
     ``interpolate_mode`` is the upsampling of ``L``: ``"bilinear"`` by default, as in the
     paper (Captum's default is ``"nearest"``). Guided backprop changes only ``nn.ReLU``
-    *modules*; in-place ReLUs are switched off for the call and restored.
+    *modules* (a model with none raises :class:`xaikit.NotApplicableError`); in-place ReLUs
+    are switched off for the call and restored.
 
     Cost: two forward and two backward passes (Grad-CAM, then guided backprop).
 
@@ -52,6 +53,7 @@ class GuidedGradCam(Attribution):
         interpolate_mode: Literal["bilinear", "nearest"] = "bilinear",
     ) -> None:
         super().__init__(model, layer)
+        require_relu_modules(model, self.name)
         if interpolate_mode not in ("bilinear", "nearest"):
             raise XaikitError(
                 f"interpolate_mode must be 'bilinear' or 'nearest', got {interpolate_mode!r}"
