@@ -34,10 +34,9 @@ from harness import DEVICE_PARAMS, record_throughput, synchronize
 from torch import Tensor
 
 from xaikit.metrics import GROUPS, ROAD_PERCENTILES, ScorecardSettings, linear_impute, scorecard
-from xaikit.metrics.road import ROAD_TOL
 from xaikit.metrics.imputation import neighbour_kernel
 from xaikit.metrics.ordering import pixel_ranks
-from xaikit.metrics.road import removal_masks
+from xaikit.metrics.road import ROAD_TOL, removal_masks
 
 ROAD_IMAGES = 16
 SCORECARD_IMAGES = 100

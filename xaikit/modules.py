@@ -64,4 +64,3 @@ def forward_nhwc(model: nn.Module, x: Tensor, on_retry: Callable[[], None] | Non
         if on_retry is not None:
             on_retry()
         return model(x.contiguous())
-

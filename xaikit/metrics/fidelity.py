@@ -80,7 +80,8 @@ def infidelity(
     generator = torch.Generator().manual_seed(seed)
     with module_mode(model, training=False):
         values = captum.metrics.infidelity(
-            functools.partial(forward_nhwc, model), gaussian_pixel_perturbation(noise_std, generator), x, attributions,
+            functools.partial(forward_nhwc, model), gaussian_pixel_perturbation(noise_std, generator),
+            x, attributions,
             target=targets, n_perturb_samples=n_perturb_samples, normalize=normalize,
             max_examples_per_batch=max_examples_per_batch,
         )

@@ -262,8 +262,8 @@ def image_blocks(n: int) -> list[range]:
 
     Every random draw of a metric (ROAD's noise, the random reference, infidelity's and
     max-sensitivity's perturbations, the random logit's class) is seeded per block
-    (:func:`block_settings`) and a block's scores depend on its own images only. So the blocks can be
-    scored in any order by any process: under torchrun each process scores every
+    (:func:`block_settings`) and a block's scores depend on its own images only. So the blocks
+    can be scored in any order by any process: under torchrun each process scores every
     ``world_size``-th block and the scorecards are those of one process, bit for bit. The split
     depends on ``n`` alone, never on the number of processes.
     """
